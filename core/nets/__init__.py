@@ -1,0 +1,1 @@
+"""Network architectures whose state_dict keys and shapes equal the official checkpoints'."""

@@ -1,0 +1,1 @@
+"""Entry points: the meshfleet CLI, job configs, local runs."""

@@ -1,0 +1,1 @@
+"""Data pipelines: readers, inference stage, Parquet writer."""

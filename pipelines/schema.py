@@ -1,0 +1,162 @@
+"""The Parquet results schema -- the one place where numeric results become Arrow columns.
+
+One row per detected person per frame (see ARCHITECTURE.md, "Results dataset"). Array columns
+are fixed-size lists of float32, nested for 2-D arrays, so that pandas, DuckDB, Polars and
+Spark read them without meshfleet. A frame that could not be read becomes one row with only
+``source``, ``frame`` and ``error`` set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from core.body_models import NUM_JOINTS, NUM_VERTS
+from core.predictor import Predictions
+
+METADATA_KEY = b"meshfleet"
+CAMERA_CONVENTION = (
+    "canonical camera of the original image: FOV 60 deg over the padded square side S = max(h, w); "
+    "f = 443.4 * S / 512 px, principal point (S/2 - left_pad, S/2 - top_pad); cam_trans in metres. "
+    "ROMP cam = (s, tx, ty) weak perspective, BEV cam = (s, y, x)."
+)
+
+
+def _fixed(inner: pa.DataType, *sizes: int) -> pa.DataType:
+    """fixed_size_list nested outermost-first: _fixed(f32, 71, 3) = fsl<fsl<f32, 3>, 71>."""
+    for size in reversed(sizes):
+        inner = pa.list_(inner, size)
+    return inner
+
+
+def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = False) -> pa.Schema:
+    """Arrow schema of a results file for a model with ``num_betas`` shape coefficients."""
+    f32 = pa.float32()
+    fields = [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("frame", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.float64()),
+        pa.field("person", pa.int32()),
+        pa.field("track_id", pa.int64()),
+        pa.field("model", pa.string()),
+        pa.field("center_conf", f32),
+        pa.field("cam", _fixed(f32, 3)),
+        pa.field("cam_trans", _fixed(f32, 3)),
+        pa.field("smpl_thetas", _fixed(f32, 72)),
+        pa.field("smpl_betas", _fixed(f32, num_betas)),
+        pa.field("joints", _fixed(f32, NUM_JOINTS, 3)),
+        pa.field("pj2d_org", _fixed(f32, NUM_JOINTS, 2)),
+        pa.field("image_height", pa.int32()),
+        pa.field("image_width", pa.int32()),
+    ]
+    if with_age:
+        fields.append(pa.field("age_class", pa.int8()))
+    if with_verts:
+        fields.append(pa.field("verts", _fixed(f32, NUM_VERTS, 3)))
+    fields.append(pa.field("error", pa.string()))
+    return pa.schema(fields)
+
+
+def _array_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """(N, *shape) float array -> nested fixed-size-list column of ``dtype`` (zero-copy flat)."""
+    flat: pa.Array = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), pa.float32())
+    sizes = []
+    t = dtype
+    while pa.types.is_fixed_size_list(t):
+        sizes.append(t.list_size)
+        t = t.value_type
+    for size in reversed(sizes):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Where an input image came from: source URI, frame index (0 for images), time in seconds."""
+
+    source: str
+    frame: int = 0
+    timestamp: float | None = None
+
+
+def predictions_table(pred: Predictions, frames: Sequence[FrameRef], schema: pa.Schema) -> pa.Table:
+    """Rows of ``pred`` (whose images are ``frames``, in order) as a table of ``schema``."""
+    if len(frames) != pred.image_hw.shape[0]:
+        raise ValueError(f"{len(frames)} frame refs for {pred.image_hw.shape[0]} images")
+    idx = pred.image_index
+    n = len(idx)
+    columns: dict[str, pa.Array] = {
+        "source": pa.array([frames[i].source for i in idx], pa.string()),
+        "frame": pa.array(np.array([frames[i].frame for i in idx], np.int64)),
+        "timestamp": pa.array([frames[i].timestamp for i in idx], pa.float64()),
+        "person": pa.array(pred.person.astype(np.int32)),
+        "track_id": pa.nulls(n, pa.int64()),
+        "model": pa.array([pred.model] * n, pa.string()),
+        "center_conf": pa.array(pred.center_conf.astype(np.float32)),
+        "image_height": pa.array(pred.image_hw[idx, 0].astype(np.int32)),
+        "image_width": pa.array(pred.image_hw[idx, 1].astype(np.int32)),
+        "error": pa.nulls(n, pa.string()),
+    }
+    for name in ("cam", "cam_trans", "smpl_thetas", "smpl_betas", "joints", "pj2d_org"):
+        columns[name] = _array_column(getattr(pred, name), schema.field(name).type)
+    if "age_class" in schema.names:
+        ages = pred.age_class if pred.age_class is not None else np.full(n, -1, np.int8)
+        columns["age_class"] = pa.array(ages.astype(np.int8))
+    if "verts" in schema.names:
+        if pred.verts is None:
+            raise ValueError("schema has verts but the predictions were made without save_verts")
+        columns["verts"] = _array_column(pred.verts, schema.field("verts").type)
+    return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def error_table(frames: Sequence[FrameRef], errors: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """One row per unreadable input: only source, frame, timestamp and error are set."""
+    n = len(frames)
+    columns = []
+    for field in schema:
+        if field.name == "source":
+            columns.append(pa.array([f.source for f in frames], pa.string()))
+        elif field.name == "frame":
+            columns.append(pa.array([f.frame for f in frames], pa.int64()))
+        elif field.name == "timestamp":
+            columns.append(pa.array([f.timestamp for f in frames], pa.float64()))
+        elif field.name == "error":
+            columns.append(pa.array(list(errors), pa.string()))
+        else:
+            columns.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def with_metadata(schema: pa.Schema, metadata: dict) -> pa.Schema:
+    """Attach the run's metadata (model, checkpoint sha256, thresholds, versions, camera)."""
+    return schema.with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+
+
+def read_metadata(schema: pa.Schema) -> dict:
+    """The meshfleet metadata of a results file's schema ({} if absent)."""
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def column_array(table: pa.Table, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A fixed-size-list column (or flat lists of equal length) -> float32 array (N, *shape).
+
+    ``shape`` is needed only for flat lists; error rows (nulls) must be filtered out first.
+    """
+    col = table.column(name).combine_chunks()
+    if col.null_count:
+        raise ValueError(f"column {name!r} has {col.null_count} null rows; drop error rows first")
+    sizes = []
+    values = col
+    while pa.types.is_fixed_size_list(values.type) or pa.types.is_list(values.type):
+        if pa.types.is_fixed_size_list(values.type):
+            sizes.append(values.type.list_size)
+        values = values.flatten()
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if shape is None:
+        shape = tuple(sizes) if pa.types.is_fixed_size_list(col.type) else (-1,)
+    return flat.reshape(len(col), *shape)
