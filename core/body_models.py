@@ -80,7 +80,7 @@ class BodyModelArrays:
 
 
 def _check_shape(name: str, array: np.ndarray, shape: tuple, source: str) -> np.ndarray:
-    if array.ndim != len(shape) or any(s is not None and a != s for a, s in zip(array.shape, shape)):
+    if array.ndim != len(shape) or any(s is not None and a != s for a, s in zip(array.shape, shape, strict=True)):
         raise BodyModelFileError(f"{source}: {name} has shape {array.shape}, expected {shape}")
     return array
 
@@ -134,6 +134,17 @@ class BodyOutput:
 
 class BodyModel(nn.Module):
     """A stateless SMPL-family layer: (betas, axis-angle pose) -> vertices and the 71 joints."""
+
+    v_template: torch.Tensor
+    shapedirs: torch.Tensor
+    posedirs: torch.Tensor
+    J_regressor: torch.Tensor
+    extra_regressor: torch.Tensor
+    h36m_regressor: torch.Tensor
+    lbs_weights: torch.Tensor
+    parents: torch.Tensor
+    faces: torch.Tensor
+    vertex_joint_ids: torch.Tensor
 
     def __init__(self, arrays: BodyModelArrays):
         super().__init__()

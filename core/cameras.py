@@ -62,7 +62,7 @@ def _least_squares_translation(j3d: np.ndarray, j2d: np.ndarray, focal: float, c
     rhs = np.empty(2 * n)
     rhs[0::2] = d[:, 0] * j3d[:, 2] - focal * j3d[:, 0]
     rhs[1::2] = d[:, 1] * j3d[:, 2] - focal * j3d[:, 1]
-    return np.linalg.solve(a.T @ a, a.T @ rhs)
+    return np.linalg.lstsq(a, rhs, rcond=None)[0]
 
 
 def pnp_translation(

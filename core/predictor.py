@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from core import crowd
 from core.body_models import BodyModelSet, BodyOutput, root_align
@@ -42,6 +43,7 @@ from core.settings import PredictorSettings, Thresholds
 from core.suppression import remove_outliers, suppress_duplicates
 
 ROMP_BETAS, BEV_BETAS = 10, 11
+DEFAULT_GPU_BATCH = 16
 
 
 @dataclass
@@ -142,6 +144,14 @@ class _People:
                        pick(self.pnp_fallback))
 
 
+def _channels_last_convs(model: nn.Module) -> nn.Module:
+    """Store 2D conv weights channels-last: the backbone then runs NHWC (faster on CPU and GPU)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -167,7 +177,8 @@ class Predictor:
         self.device = resolve_device(settings.device)
         if settings.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {settings.precision} needs a CUDA device, not {self.device}")
-        self.model = model.eval().to(self.device)
+        self.batch_size = settings.batch_size or (DEFAULT_GPU_BATCH if self.device.type == "cuda" else 1)
+        self.model = _channels_last_convs(model.eval().to(self.device))
         self.body_models = body_models.to(self.device)
 
     # -- CPU stage ---------------------------------------------------------------------------
@@ -219,7 +230,7 @@ class Predictor:
     def _detect(self, batch: PreparedBatch) -> _People:
         """Network + center parsing + parameter unpacking over all views, in micro-batches."""
         found = []
-        step = self.settings.batch_size
+        step = self.batch_size
         for start in range(0, batch.inputs.shape[0], step):
             chunk = torch.from_numpy(batch.inputs[start:start + step]).to(self.device).float()
             view, conf, params = self._detect_chunk(chunk)
@@ -237,7 +248,7 @@ class Predictor:
 
     def _detect_chunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(b, 512, 512, 3) float -> view ids (N,), confidences (N,), raw parameters (N, 145 | 146)."""
-        if self.kind == "romp":
+        if isinstance(self.model, ROMPNet):
             with self._autocast():
                 center_maps, params_maps = self.model(images)
             peaks = parse_center_map_2d(center_maps.float(), self.thresholds.center)
@@ -246,6 +257,7 @@ class Predictor:
             params = params_maps.view(b, c, -1).permute(0, 2, 1)[peaks.batch_ids, peaks.index[:, 0]]
             params = torch.cat([torch.pow(1.1, params[:, :1]), params[:, 1:]], dim=1)
             return peaks.batch_ids, peaks.scores, params
+        assert isinstance(self.model, BEVNet)
         with self._autocast():
             maps = self.model.forward_maps(images)
         peaks = parse_center_map_3d(maps.center_3d.float(), self.thresholds.center)
@@ -362,23 +374,27 @@ class Predictor:
 
 
 def _concat_people(parts: list[_People], like: _People) -> _People:
-    """Concatenate working sets (all finalised the same way); ``like`` gives empty shapes."""
+    """Concatenate working sets that went through the same stages; ``like`` gives empty shapes."""
     parts = parts or [like.take(torch.zeros(0, dtype=torch.long, device=like.view.device))]
 
-    def cat(get) -> torch.Tensor | None:
-        values = [get(p) for p in parts]
-        return None if any(v is None for v in values) else torch.cat(values)
+    def cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(tensors)
 
+    def cat_optional(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+        present = [t for t in tensors if t is not None]
+        return torch.cat(present) if len(present) == len(tensors) else None
+
+    bodies = [p.body for p in parts if p.body is not None]
     body = None
-    if all(p.body is not None for p in parts):
-        body = BodyOutput(cat(lambda p: p.body.verts), cat(lambda p: p.body.joints))
+    if len(bodies) == len(parts):
+        body = BodyOutput(cat([b.verts for b in bodies]), cat([b.joints for b in bodies]))
     return _People(
-        view=cat(lambda p: p.view),
-        conf=cat(lambda p: p.conf),
-        params=SMPLParams(cat(lambda p: p.params.cam), cat(lambda p: p.params.smpl_thetas),
-                          cat(lambda p: p.params.smpl_betas)),
+        view=cat([p.view for p in parts]),
+        conf=cat([p.conf for p in parts]),
+        params=SMPLParams(cat([p.params.cam for p in parts]), cat([p.params.smpl_thetas for p in parts]),
+                          cat([p.params.smpl_betas for p in parts])),
         body=body,
-        cam_trans=cat(lambda p: p.cam_trans),
-        pj2d=cat(lambda p: p.pj2d),
-        pnp_fallback=cat(lambda p: p.pnp_fallback),
+        cam_trans=cat_optional([p.cam_trans for p in parts]),
+        pj2d=cat_optional([p.pj2d for p in parts]),
+        pnp_fallback=cat_optional([p.pnp_fallback for p in parts]),
     )

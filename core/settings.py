@@ -58,7 +58,8 @@ class PredictorSettings:
 
     Thresholds left ``None`` take the official default for the model, variant and crowd mode.
     ``crowd`` (BEV) uses crowd defaults and splits images with w / h >= 2 into sliding windows.
-    ``batch_size`` bounds how many 512x512 views go through the network at once.
+    ``batch_size`` bounds how many 512x512 views go through the network at once; ``None`` picks
+    16 on CUDA and 1 on CPU (CPU convolutions are fastest one image at a time, see bench/).
     ``root_align`` (ROMP) centres ROMP's joints on the hip midpoint, as the official
     ``--root_align`` for self-trained checkpoints; BEV joints are always root-aligned.
     """
@@ -71,7 +72,7 @@ class PredictorSettings:
     bev_variant: str = "bev"
     device: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 8
+    batch_size: int | None = None
     save_verts: bool = False
     root_align: bool = False
 
@@ -82,7 +83,7 @@ class PredictorSettings:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {self.batch_size}")
         if self.overlap_ratio is not None and not 0.0 <= self.overlap_ratio < 1.0:
             raise ValueError(f"overlap_ratio must be in [0, 1), not {self.overlap_ratio}")

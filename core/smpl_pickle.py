@@ -69,8 +69,8 @@ _NUMPY_ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
     ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
     ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
-    ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
+    ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,  # type: ignore[attr-defined]
+    ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,  # type: ignore[attr-defined]
 }
 
 _BUILTINS_ALLOWED = {"object", "set", "frozenset", "slice", "complex", "tuple", "list", "dict"}

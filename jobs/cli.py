@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 _BEV = OFFICIAL_THRESHOLDS[("bev", False)]
 _BEV_CROWD = OFFICIAL_THRESHOLDS[("bev", True)]
@@ -42,7 +42,8 @@ def infer(
     output: Annotated[Path, typer.Option(help="Output folder of the Parquet results dataset.")] = Path("results"),
     center_thresh: Annotated[float | None, typer.Option(
         help=f"Body-center confidence threshold. Default: ROMP {_ROMP.center}; BEV {_BEV.center}, "
-             f"or {_BEV_CROWD.center} with --crowd (BEV_ft_agora: 0.25 / 0.12). An explicit value always wins.")] = None,
+             f"or {_BEV_CROWD.center} with --crowd (BEV_ft_agora: 0.25 / 0.12). An explicit value always wins."
+    )] = None,
     nms_thresh: Annotated[float | None, typer.Option(
         help=f"BEV: duplicate suppression by 2D projection, in px per 640 px of image. Default {_BEV.nms}.")] = None,
     relative_scale_thresh: Annotated[float | None, typer.Option(
@@ -57,7 +58,8 @@ def infer(
         help="BEV defaults table: bev, bev_ft_agora, or auto (from the checkpoint file name).")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or bf16 / fp16 on CUDA.")] = "fp32",
-    batch_size: Annotated[int, typer.Option(help="Frames per batch (and network views per forward).")] = 8,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Frames per batch (and network views per forward). Default: 16 on CUDA, 1 on CPU.")] = None,
     save_verts: Annotated[bool, typer.Option("--save-verts", help="Also store the 6890 vertices per person.")] = False,
     root_align: Annotated[bool, typer.Option(
         "--root-align", help="ROMP: centre joints on the hip midpoint (official --root_align).")] = False,

@@ -67,4 +67,4 @@ def run_infer(cfg: InferConfig, progress: Callable[[int, int], None] | None = No
     writer = ResultsWriter(cfg.output, schema, overwrite=cfg.overwrite)
     log.info("running %s on %d inputs (%s, thresholds %s)", cfg.model, len(items), predictor.device,
              predictor.thresholds)
-    return run_local(items, predictor, writer, cfg.settings.batch_size, progress)
+    return run_local(items, predictor, writer, predictor.batch_size, progress)

@@ -51,7 +51,7 @@ def _fake_chumpy():
 
         def __init__(self, x: np.ndarray):
             self.x = x
-            self._dirty_vars = set()
+            self._dirty_vars: set[str] = set()
             self._itr = None
 
     Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
@@ -149,14 +149,15 @@ def write_random_checkpoint(kind: str, path: str | Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     net = build_network(kind)
+    params = dict(net.named_parameters())
     with torch.no_grad():
         if kind == "romp":
-            net.final_layers[2][2].bias.fill_(0.3)
-            net.final_layers[2][2].weight.mul_(0.05)
+            params["final_layers.2.2.bias"].fill_(0.3)
+            params["final_layers.2.2.weight"].mul_(0.05)
         else:
-            net.det_head[1].bias[0].fill_(0.3)
-            net.det_head[1].weight[0].mul_(0.05)
-            net.bv_out_layers[2].bn2.bias[:64].fill_(1.0)
+            params["det_head.1.bias"][0].fill_(0.3)
+            params["det_head.1.weight"][0].mul_(0.05)
+            params["bv_out_layers.2.bn2.bias"][:64].fill_(1.0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
@@ -186,7 +187,7 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 24.0) -
     path = Path(path)
     fourcc = "MJPG" if path.suffix.lower() in (".avi", ".mkv") else "mp4v"
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} video here")
     for frame in frames:

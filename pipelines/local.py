@@ -79,7 +79,7 @@ def predict_frames(predictor: Predictor, frames: list[Frame], schema: pa.Schema)
     tables = []
     if good:
         try:
-            pred = predictor.predict([f.image for f in good])
+            pred = predictor.predict([f.image for f in good if f.image is not None])
             tables.append(predictions_table(pred, [f.ref for f in good], schema))
         except (ValueError, RuntimeError) as err:
             if len(good) == 1:

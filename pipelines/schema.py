@@ -64,12 +64,7 @@ def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = Fa
 def _array_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
     """(N, *shape) float array -> nested fixed-size-list column of ``dtype`` (zero-copy flat)."""
     flat: pa.Array = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), pa.float32())
-    sizes = []
-    t = dtype
-    while pa.types.is_fixed_size_list(t):
-        sizes.append(t.list_size)
-        t = t.value_type
-    for size in reversed(sizes):
+    for size in reversed(_nested_sizes(dtype)):
         flat = pa.FixedSizeListArray.from_arrays(flat, size)
     return flat
 
@@ -113,8 +108,30 @@ def predictions_table(pred: Predictions, frames: Sequence[FrameRef], schema: pa.
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 
+def _nested_sizes(dtype: pa.DataType) -> list[int]:
+    sizes = []
+    while pa.types.is_fixed_size_list(dtype):
+        sizes.append(dtype.list_size)
+        dtype = dtype.value_type
+    return sizes
+
+
+def _all_null_lists(dtype: pa.DataType, n: int) -> pa.Array:
+    """n fixed-size lists whose every element is null.
+
+    (The lists themselves stay valid: pyarrow 25 cannot read back a Parquet column holding a
+    null fixed-size list -- "Expected all lists to be of size=3 but index 2 had size=0".)
+    """
+    sizes = _nested_sizes(dtype)
+    values: pa.Array = pa.nulls(n * int(np.prod(sizes)), pa.float32())
+    for size in reversed(sizes):
+        values = pa.FixedSizeListArray.from_arrays(values, size)
+    return values
+
+
 def error_table(frames: Sequence[FrameRef], errors: Sequence[str], schema: pa.Schema) -> pa.Table:
-    """One row per unreadable input: only source, frame, timestamp and error are set."""
+    """One row per unreadable input: source, frame, timestamp and error set, the rest null
+    (array columns hold lists of null values)."""
     n = len(frames)
     columns = []
     for field in schema:
@@ -126,6 +143,8 @@ def error_table(frames: Sequence[FrameRef], errors: Sequence[str], schema: pa.Sc
             columns.append(pa.array([f.timestamp for f in frames], pa.float64()))
         elif field.name == "error":
             columns.append(pa.array(list(errors), pa.string()))
+        elif pa.types.is_fixed_size_list(field.type):
+            columns.append(_all_null_lists(field.type, n))
         else:
             columns.append(pa.nulls(n, field.type))
     return pa.Table.from_arrays(columns, schema=schema)

@@ -77,6 +77,9 @@ class BEVMaps:
 class BEVNet(nn.Module):
     """BEV v1 (``BEV.pth`` / ``BEV_ft_agora.pth``): 35.9M parameters."""
 
+    cam3d_anchors: torch.Tensor
+    coordmap_3d: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.backbone = HRNet32()

@@ -55,10 +55,14 @@ class HighResolutionModule(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     @staticmethod
-    def _fuse_path(channels: tuple[int, ...], src: int, dst: int) -> nn.Module | None:
-        """Module bringing branch ``src`` to the resolution and width of branch ``dst``."""
+    def _fuse_path(channels: tuple[int, ...], src: int, dst: int) -> nn.Module:
+        """Module bringing branch ``src`` to the resolution and width of branch ``dst``.
+
+        (Identity, not the official ``None``, for src == dst: it has no weights, so the
+        state_dict keys are the same.)
+        """
         if src == dst:
-            return None
+            return nn.Identity()
         if src > dst:  # lower resolution: 1x1 conv + BN, nearest upsampling
             return nn.Sequential(
                 nn.Conv2d(channels[src], channels[dst], 1, 1, 0, bias=False),
@@ -77,20 +81,21 @@ class HighResolutionModule(nn.Module):
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
         fused = []
-        for dst, paths in enumerate(self.fuse_layers):
-            y = xs[0] if dst == 0 else paths[0](xs[0])
-            for src in range(1, len(xs)):
-                y = y + (xs[src] if src == dst else paths[src](xs[src]))
+        for paths in self.fuse_layers:
+            incoming = [path(x) for path, x in zip(paths, xs, strict=True)]  # type: ignore[call-overload]
+            y = incoming[0]
+            for term in incoming[1:]:
+                y = y + term
             fused.append(self.relu(y))
         return fused
 
 
 def _transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList:
     """Adapts the previous stage's branches; the new (lowest) branch comes from the last one."""
-    layers: list[nn.Module | None] = []
+    layers: list[nn.Module] = []
     for i, ch in enumerate(cur):
         if i < len(prev):
-            layers.append(None if prev[i] == ch else _conv_bn(prev[i], ch, 3, 1, relu=True))
+            layers.append(nn.Identity() if prev[i] == ch else _conv_bn(prev[i], ch, 3, 1, relu=True))
         else:
             steps = i + 1 - len(prev)
             layers.append(
@@ -136,19 +141,16 @@ class HRNet32(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) RGB in [0, 255] -> (B, 32, H/4, W/4)."""
-        x = (images.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0).contiguous()
+        # NHWC input viewed as NCHW is already channels-last memory: keep it (faster convolutions)
+        x = (images.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         branches = [self.layer1(x)]
         for idx in range(1, len(STAGES) + 1):
             transition: nn.ModuleList = getattr(self, f"transition{idx}")
             stage: nn.Sequential = getattr(self, f"stage{idx + 1}")
-            inputs = []
-            for i, layer in enumerate(transition):
-                if layer is None:
-                    inputs.append(branches[i])
-                else:
-                    inputs.append(layer(branches[min(i, len(branches) - 1)]))
+            # a new branch is made from the lowest-resolution one of the previous stage
+            inputs = [layer(branches[min(i, len(branches) - 1)]) for i, layer in enumerate(transition)]
             for module in stage:
                 inputs = module(inputs)
             branches = inputs

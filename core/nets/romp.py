@@ -44,14 +44,16 @@ def _romp_head(in_ch: int, out_ch: int, width: int = 64, num_blocks: int = 2) ->
 class ROMPNet(nn.Module):
     """ROMP v1: HRNet-32 + CoordConv + three heads (params, center, camera)."""
 
+    coordmaps: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.backbone = HRNet32()
         in_ch = HRNet32.out_channels + 2
-        # index 0 is empty in the official model; keys are final_layers.{1,2,3}.*
+        # index 0 is empty (None) in the official model; keys are final_layers.{1,2,3}.*
         self.final_layers = nn.ModuleList(
             [
-                None,
+                nn.Identity(),
                 _romp_head(in_ch, ROMP_POSE_DIM + ROMP_BETA_DIM),
                 _romp_head(in_ch, 1),
                 _romp_head(in_ch, ROMP_CAM_DIM),

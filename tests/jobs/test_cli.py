@@ -1,0 +1,77 @@
+import shutil
+
+import cv2
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from jobs.synthetic import draw_scene
+from pipelines.schema import read_metadata
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_images")
+    cv2.imwrite(str(root / "one.jpg"), draw_scene(100, 140, 2, seed=4))
+    cv2.imwrite(str(root / "two.png"), draw_scene(90, 90, 1, seed=5))
+    return root
+
+
+def test_infer_romp(tmp_path, images, checkpoints, body_model_dir):
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["infer", str(images), "--model", "romp", "--checkpoint", str(checkpoints["romp"]),
+                                 "--body-models", str(body_model_dir), "--output", str(out), "--device", "cpu",
+                                 "--center-thresh", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "frames 2" in result.output and "errors 0" in result.output
+    frame = pd.read_parquet(out)
+    assert set(frame["source"].map(lambda s: s.rsplit("/", 1)[1])) <= {"one.jpg", "two.png"}
+    meta = read_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert meta["model"] == "romp" and meta["thresholds"]["center"] == 0.3 and len(meta["checkpoint_sha256"]) == 64
+    again = runner.invoke(app, ["infer", str(images), "--checkpoint", str(checkpoints["romp"]),
+                                "--body-models", str(body_model_dir), "--output", str(out), "--device", "cpu"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_infer_bev_explicit_flags(tmp_path, images, checkpoints, body_model_dir):
+    out = tmp_path / "bev"
+    result = runner.invoke(app, ["infer", str(images / "two.png"), "--model", "bev",
+                                 "--checkpoint", str(checkpoints["bev"]), "--body-models", str(body_model_dir),
+                                 "--output", str(out), "--device", "cpu", "--no-crowd", "--nms-thresh", "16",
+                                 "--relative-scale-thresh", "2"])
+    assert result.exit_code == 0, result.output
+    meta = read_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
+    assert meta["thresholds"] == {"center": 0.1, "nms": 16.0, "relative_scale": 2.0, "overlap": 0.8}
+    assert meta["crowd"] is False and meta["bev_variant"] == "bev"
+    assert pd.read_parquet(out)["smpl_betas"].map(len).eq(11).all()
+
+
+def test_bad_checkpoint_is_named(tmp_path, images, checkpoints, body_model_dir):
+    wrong = tmp_path / "ROMP.pkl"
+    shutil.copy(checkpoints["bev"], wrong)
+    result = runner.invoke(app, ["infer", str(images), "--model", "romp", "--checkpoint", str(wrong),
+                                 "--body-models", str(body_model_dir), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert str(wrong) in result.output and "unexpected keys" in result.output
+
+
+def test_missing_inputs_and_body_models(tmp_path, checkpoints, body_model_dir):
+    result = runner.invoke(app, ["infer", str(tmp_path / "none.jpg"), "--checkpoint", str(checkpoints["romp"]),
+                                 "--body-models", str(tmp_path), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "SMPL_NEUTRAL.pkl" in result.output
+    result = runner.invoke(app, ["infer", "x.jpg", "--checkpoint", str(tmp_path / "absent.pkl"),
+                                 "--body-models", str(body_model_dir)])
+    assert result.exit_code == 2 and "checkpoint" in result.output
+
+
+def test_demo(tmp_path):
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "NOT" in result.output and "meaningful" in result.output
+    frame = pd.read_parquet(tmp_path / "demo" / "results-romp")
+    assert len(frame) > 0 and frame["error"].isna().all()
+    assert {"walk.mp4", "street.jpg"} <= set(frame["source"].map(lambda s: s.rsplit("/", 1)[1]))
