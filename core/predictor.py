@@ -144,6 +144,41 @@ class _People:
                        pick(self.pnp_fallback))
 
 
+@dataclass(frozen=True)
+class ImagePreparer:
+    """The CPU stage: one BGR image -> its network views; needs only the model kind and crowd mode.
+
+    Long images (w / h >= 2) are split into crops for BEV in crowd mode, as the official code does.
+    """
+
+    kind: str
+    crowd: bool = True
+    overlap: float = 0.8
+
+    def __call__(self, image: np.ndarray) -> PreparedImage:
+        check_image(image)
+        h, w = image.shape[:2]
+        if self.kind == "bev" and self.crowd and crowd.is_long_image(h, w):
+            return self._crops(image)
+        inp, pad = prepare_input(image)
+        return PreparedImage(inp[None], np.array([pad.as_offsets()], np.float32), np.array([-1]), h, w)
+
+    def _crops(self, image: np.ndarray) -> PreparedImage:
+        h, w = image.shape[:2]
+        plan = crowd.plan_crops(h, w, self.overlap)
+        padded, _ = crowd.pad_sides(image, self.overlap)
+        inputs, offsets = [], []
+        for k in range(plan.count):
+            inp, pad = prepare_input(plan.crop(padded, k))
+            inputs.append(inp)
+            offsets.append((0.0, 0.0, float(pad.side)))  # the official crop projection has no offset
+        return PreparedImage(np.stack(inputs), np.array(offsets, np.float32), np.arange(plan.count), h, w, plan)
+
+    @classmethod
+    def for_model(cls, kind: str, settings: PredictorSettings) -> ImagePreparer:
+        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap)
+
+
 def _channels_last_convs(model: nn.Module) -> nn.Module:
     """Store 2D conv weights channels-last: the backbone then runs NHWC (faster on CPU and GPU)."""
     for module in model.modules():
@@ -178,30 +213,11 @@ class Predictor:
         if settings.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {settings.precision} needs a CUDA device, not {self.device}")
         self.batch_size = settings.batch_size or (DEFAULT_GPU_BATCH if self.device.type == "cuda" else 1)
+        self.prepare_image = ImagePreparer.for_model(self.kind, settings)
         self.model = _channels_last_convs(model.eval().to(self.device))
         self.body_models = body_models.to(self.device)
 
     # -- CPU stage ---------------------------------------------------------------------------
-
-    def prepare_image(self, image: np.ndarray) -> PreparedImage:
-        """One BGR uint8 image -> its network views (crops when BEV crowd mode meets w/h >= 2)."""
-        check_image(image)
-        h, w = image.shape[:2]
-        if self.kind == "bev" and self.settings.crowd and crowd.is_long_image(h, w):
-            return self._prepare_crops(image)
-        inp, pad = prepare_input(image)
-        return PreparedImage(inp[None], np.array([pad.as_offsets()], np.float32), np.array([-1]), h, w)
-
-    def _prepare_crops(self, image: np.ndarray) -> PreparedImage:
-        h, w = image.shape[:2]
-        plan = crowd.plan_crops(h, w, self.thresholds.overlap)
-        padded, _ = crowd.pad_sides(image, self.thresholds.overlap)
-        inputs, offsets = [], []
-        for k in range(plan.count):
-            inp, pad = prepare_input(plan.crop(padded, k))
-            inputs.append(inp)
-            offsets.append((0.0, 0.0, float(pad.side)))  # the official crop projection has no offset
-        return PreparedImage(np.stack(inputs), np.array(offsets, np.float32), np.arange(plan.count), h, w, plan)
 
     def prepare(self, images: Sequence[np.ndarray]) -> PreparedBatch:
         return PreparedBatch([self.prepare_image(im) for im in images])

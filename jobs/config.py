@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from core.settings import MODELS, PredictorSettings
+from pipelines.ray_job import Resources
+from pipelines.storage import is_local, normalise
 
 
 class ConfigError(ValueError):
@@ -14,37 +16,53 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class InferConfig:
-    """``meshfleet infer``: what to read, which model, where to write, and predictor settings."""
+    """``meshfleet infer``: inputs, model files, output, predictor settings and how to run.
+
+    Paths are URIs (local paths or ``s3://...``). ``address`` None runs an embedded local Ray;
+    ``use_ray`` False runs the same stages sequentially in this process (debugging).
+    """
 
     inputs: tuple[str, ...]
     model: str
-    checkpoint: Path
-    body_models: Path
-    output: Path
+    checkpoint: str
+    body_models: str
+    output: str
     settings: PredictorSettings = field(default_factory=PredictorSettings)
     gender: str = "neutral"
     overwrite: bool = False
+    images_per_unit: int = 32
+    frames_per_chunk: int = 128
+    address: str | None = None
+    resources: Resources = field(default_factory=Resources)
+    use_ray: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("checkpoint", "body_models", "output"):
+            object.__setattr__(self, key, normalise(str(getattr(self, key))))
 
     def validate(self) -> InferConfig:
         if not self.inputs:
-            raise ConfigError("inputs: give at least one image, folder, glob or video")
+            raise ConfigError("inputs: give at least one image, folder, glob, manifest or video")
         if self.model not in MODELS:
             raise ConfigError(f"model: must be one of {MODELS}, not {self.model!r}")
-        if not self.checkpoint.is_file():
+        if is_local(self.checkpoint) and not os.path.isfile(self.checkpoint):
             raise ConfigError(f"checkpoint: {self.checkpoint} not found")
-        if not self.body_models.is_dir():
+        if is_local(self.body_models) and not os.path.isdir(self.body_models):
             raise ConfigError(f"body_models: {self.body_models} is not a directory")
         if self.gender not in ("neutral", "male", "female"):
             raise ConfigError(f"gender: must be neutral, male or female, not {self.gender!r}")
-        if self.output.exists() and not self.output.is_dir():
+        if is_local(self.output) and os.path.exists(self.output) and not os.path.isdir(self.output):
             raise ConfigError(f"output: {self.output} exists and is not a directory")
+        if self.images_per_unit < 1 or self.frames_per_chunk < 1:
+            raise ConfigError("images_per_unit / frames_per_chunk: must be >= 1")
+        r = self.resources
+        if (r.actors is not None and r.actors < 1) or r.gpus_per_actor <= 0 or r.cpus_per_actor < 0:
+            raise ConfigError("actors >= 1, gpus_per_actor > 0 and cpus_per_actor >= 0 are required")
         self.settings.thresholds(self.model)  # raises on inconsistent settings
         return self
 
     def as_dict(self) -> dict:
-        """Plain JSON-able view, for logs, MLflow params and dataset metadata."""
+        """Plain JSON-able view, for logs and MLflow params."""
         out = asdict(self)
-        for key in ("checkpoint", "body_models", "output"):
-            out[key] = str(out[key])
         out["inputs"] = list(self.inputs)
         return out

@@ -1,25 +1,57 @@
-"""``meshfleet infer`` on the embedded default: load once, run the local pipeline, summarise."""
+"""``meshfleet infer``: plan the units, claim the output, run the Ray pipeline, summarise.
+
+Runs on an embedded local Ray instance by default, or on the cluster at ``--address``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
+import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
-from core.body_models import BodyModelSet
-from core.models import load_network
-from core.predictor import Predictor
+from core.checkpoints import file_sha256
 from jobs.config import InferConfig
-from pipelines.local import RunSummary, run_local
+from pipelines.jobstate import prepare_output
+from pipelines.ray_job import ModelSpec, run_ray_pipeline
 from pipelines.readers import expand_inputs
 from pipelines.schema import CAMERA_CONVENTION, results_schema, with_metadata
-from pipelines.writer import ResultsWriter
+from pipelines.stages import UnitStats, run_sequential
+from pipelines.storage import localize
+from pipelines.units import plan_digest, plan_units
 
 log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunSummary:
+    inputs: int = 0
+    units: int = 0
+    skipped_units: int = 0
+    frames: int = 0
+    persons: int = 0
+    errors: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def add(self, stats: UnitStats) -> None:
+        self.frames += stats.frames
+        self.persons += stats.persons
+        self.errors += stats.errors
+
+    def line(self) -> str:
+        return (f"inputs {self.inputs}  units {self.units} ({self.skipped_units} already done)  "
+                f"frames {self.frames}  persons {self.persons}  errors {self.errors}  "
+                f"wall {self.wall_s:.1f}s  {self.frames_per_s:.2f} frames/s")
 
 
 def meshfleet_version() -> str:
@@ -29,18 +61,20 @@ def meshfleet_version() -> str:
         return "0+unknown"
 
 
-def run_metadata(cfg: InferConfig, predictor: Predictor, checkpoint_sha256: str) -> dict:
+def run_metadata(cfg: InferConfig, checkpoint_sha256: str) -> dict:
     """What makes this run reproducible; stored in every result file's schema."""
+    bev = cfg.model == "bev"
     return {
         "model": cfg.model,
-        "checkpoint": str(cfg.checkpoint),
+        "checkpoint": cfg.checkpoint,
         "checkpoint_sha256": checkpoint_sha256,
-        "bev_variant": cfg.settings.bev_variant if cfg.model == "bev" else None,
-        "thresholds": asdict(predictor.thresholds),
-        "crowd": cfg.settings.crowd if cfg.model == "bev" else None,
-        "root_align": cfg.model == "bev" or cfg.settings.root_align,
+        "bev_variant": cfg.settings.bev_variant if bev else None,
+        "thresholds": asdict(cfg.settings.thresholds(cfg.model)),
+        "crowd": cfg.settings.crowd if bev else None,
+        "root_align": bev or cfg.settings.root_align,
         "precision": cfg.settings.precision,
         "gender": cfg.gender,
+        "save_verts": cfg.settings.save_verts,
         "camera": CAMERA_CONVENTION,
         "meshfleet_version": meshfleet_version(),
         "torch_version": torch.__version__,
@@ -48,23 +82,72 @@ def run_metadata(cfg: InferConfig, predictor: Predictor, checkpoint_sha256: str)
     }
 
 
-def build_predictor(cfg: InferConfig) -> tuple[Predictor, str]:
-    """Load body models and checkpoint (failing early, naming the bad file)."""
-    body_models = BodyModelSet.from_dir(cfg.body_models, cfg.gender, for_bev=cfg.model == "bev")
-    network, digest = load_network(cfg.model, cfg.checkpoint)
-    return Predictor(network, body_models, cfg.settings), digest
+def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
+    """The keys that must match for a rerun to continue an existing output."""
+    keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
+            "gender", "save_verts")
+    return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
+            "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest}
 
 
-def run_infer(cfg: InferConfig, progress: Callable[[int, int], None] | None = None) -> RunSummary:
+def ensure_ray(address: str | None) -> bool:
+    """Connect to ``address`` or start an embedded local Ray; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        runtime_env = None
+        if address.startswith("ray://"):  # client mode: ship our packages to the cluster
+            import core
+            import jobs
+            import pipelines
+
+            runtime_env = {"py_modules": [core, pipelines, jobs]}
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return True
+
+
+def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | None = None) -> RunSummary:
+    """Run (or resume) the inference job ``cfg``; ``progress(summary, total_frames)`` per unit."""
     cfg.validate()
+    start = time.perf_counter()
+    spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings)
+    predictor = spec.build()  # fail early, naming a bad checkpoint or body-model file
     items = expand_inputs(cfg.inputs)
-    predictor, digest = build_predictor(cfg)
-    schema = with_metadata(
-        results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
-                       with_age=cfg.model == "bev"),
-        run_metadata(cfg, predictor, digest),
-    )
-    writer = ResultsWriter(cfg.output, schema, overwrite=cfg.overwrite)
-    log.info("running %s on %d inputs (%s, thresholds %s)", cfg.model, len(items), predictor.device,
-             predictor.thresholds)
-    return run_local(items, predictor, writer, predictor.batch_size, progress)
+    units = plan_units(items, cfg.images_per_unit, cfg.frames_per_chunk)
+    digest = file_sha256(localize(cfg.checkpoint))
+    metadata = run_metadata(cfg, digest)
+    schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
+                                          with_age=cfg.model == "bev"), metadata)
+    committed = prepare_output(cfg.output, job_identity(metadata, cfg, plan_digest(units)), cfg.overwrite)
+    todo = [u for u in units if u.name not in committed]
+    summary = RunSummary(inputs=len(items), units=len(units), skipped_units=len(units) - len(todo))
+    total = sum(u.frames for u in todo)
+    log.info("%d units to run (%d already committed), %d frames", len(todo), summary.skipped_units, total)
+
+    def on_unit(stats: UnitStats) -> None:
+        summary.add(stats)
+        summary.wall_s = time.perf_counter() - start
+        if progress:
+            progress(summary, total)
+
+    if todo and cfg.use_ray:
+        del predictor  # the actors load their own
+        started = ensure_ray(cfg.address)
+        try:
+            run_ray_pipeline(todo, spec, schema, cfg.output, cfg.resources, on_unit)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    elif todo:
+        run_sequential(todo, predictor, schema, cfg.output, on_unit)
+    summary.wall_s = time.perf_counter() - start
+    return summary
+

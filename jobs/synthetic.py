@@ -142,26 +142,59 @@ def _random_regressor(rng: np.random.Generator, rows: int) -> np.ndarray:
 def write_random_checkpoint(kind: str, path: str | Path, seed: int = 0) -> Path:
     """A random-initialised ROMP or BEV state_dict with the official keys, via ``torch.save``.
 
-    The center head's output bias is set so that some peaks pass the default thresholds,
-    which makes every downstream stage run; the weights carry no learned knowledge.
+    Output layers are biased so that the result is shaped like a real model's: some centers
+    pass the default thresholds, bodies are near an upright rest pose with small shape
+    coefficients (so that ROMP's PnP is well conditioned), people stand a few metres away.
+    The weights carry no learned knowledge.
     """
     from core.models import build_network
 
     torch.manual_seed(seed)
     net = build_network(kind)
     params = dict(net.named_parameters())
+    upright = torch.tensor([1.0, 0.0, 0.0, -1.0, 0.0, 0.0])  # 6D of diag(1, -1, -1): camera y points down
+    rest = torch.cat([upright, torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(21)])
     with torch.no_grad():
         if kind == "romp":
-            params["final_layers.2.2.bias"].fill_(0.3)
-            params["final_layers.2.2.weight"].mul_(0.05)
+            params["final_layers.2.2.weight"].mul_(0.5)
+            _bias_output(params["final_layers.1.2.weight"], params["final_layers.1.2.bias"], rest, 10)
+            params["final_layers.3.2.weight"].mul_(0.02)
+            params["final_layers.3.2.bias"].copy_(torch.tensor([-7.0, 0.0, 0.0]))  # s = 1.1 ** -7 ~ 0.5
         else:
-            params["det_head.1.bias"][0].fill_(0.3)
-            params["det_head.1.weight"][0].mul_(0.05)
+            params["det_head.1.weight"][0].mul_(0.5)
             params["bv_out_layers.2.bn2.bias"][:64].fill_(1.0)
+            _bias_output(params["transformer.6.weight"], params["transformer.6.bias"], rest, 11)
+        _calibrate_centers(net, kind, people=DETECTIONS_PER_IMAGE)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return path
+
+
+DETECTIONS_PER_IMAGE = 6
+
+
+def _calibrate_centers(net: torch.nn.Module, kind: str, people: int) -> None:
+    """Shift the center head's bias so that about ``people`` peaks of a drawn scene pass the
+    official default threshold (ROMP 0.25, BEV 0.1). ROMP's map is linear in the bias (one
+    round is exact); BEV's goes through the bird's-eye product and the 3D refiner."""
+    from core.centers import keep_local_maxima
+    from core.preprocess import prepare_input
+
+    image = torch.from_numpy(prepare_input(draw_scene(480, 640, 4, seed=7))[0][None]).float()
+    threshold = 0.25 if kind == "romp" else 0.1
+    bias = dict(net.named_parameters())["final_layers.2.2.bias" if kind == "romp" else "det_head.1.bias"]
+    net.eval()
+    for _ in range(1 if kind == "romp" else 3):
+        maps = net(image)[0] if kind == "romp" else net.forward_maps(image).center_3d  # type: ignore[operator]
+        peaks = keep_local_maxima(maps).flatten().sort(descending=True).values
+        bias[0] += threshold - float(peaks[people - 1] + peaks[people]) / 2
+
+
+def _bias_output(weight: torch.Tensor, bias: torch.Tensor, rest: torch.Tensor, num_betas: int) -> None:
+    """Shrink a parameter head's weights and centre its output on ``rest`` pose, zero betas."""
+    weight.mul_(0.02)
+    bias.copy_(torch.cat([rest, torch.zeros(num_betas)]))
 
 
 def draw_scene(height: int, width: int, people: int, seed: int = 0) -> np.ndarray:

@@ -59,3 +59,43 @@ def bev_net(checkpoints):
 def scenes() -> list[np.ndarray]:
     """Three BGR images of different sizes and aspect ratios."""
     return [draw_scene(240, 320, 2, seed=1), draw_scene(200, 150, 1, seed=2), draw_scene(128, 128, 2, seed=3)]
+
+
+# -- Ray and S3 (moto) -------------------------------------------------------------------------
+# Ray workers inherit the driver's environment at ray.init, so the S3 endpoint must be known now.
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+S3_PORT = _free_port()
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true", AWS_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded Ray for the whole session, on loopback, 2 logical CPUs."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             object_store_memory=1024**3, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on loopback; returns its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()

@@ -25,16 +25,16 @@ def test_infer_romp(tmp_path, images, checkpoints, body_model_dir):
     out = tmp_path / "res"
     result = runner.invoke(app, ["infer", str(images), "--model", "romp", "--checkpoint", str(checkpoints["romp"]),
                                  "--body-models", str(body_model_dir), "--output", str(out), "--device", "cpu",
-                                 "--center-thresh", "0.3"])
+                                 "--center-thresh", "0.24", "--no-ray"])
     assert result.exit_code == 0, result.output
     assert "frames 2" in result.output and "errors 0" in result.output
     frame = pd.read_parquet(out)
     assert set(frame["source"].map(lambda s: s.rsplit("/", 1)[1])) <= {"one.jpg", "two.png"}
-    meta = read_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
-    assert meta["model"] == "romp" and meta["thresholds"]["center"] == 0.3 and len(meta["checkpoint_sha256"]) == 64
-    again = runner.invoke(app, ["infer", str(images), "--checkpoint", str(checkpoints["romp"]),
+    meta = read_metadata(pq.read_schema(next(out.glob("images.*.parquet"))))
+    assert meta["model"] == "romp" and meta["thresholds"]["center"] == 0.24 and len(meta["checkpoint_sha256"]) == 64
+    again = runner.invoke(app, ["infer", str(images), "--checkpoint", str(checkpoints["romp"]), "--no-ray",
                                 "--body-models", str(body_model_dir), "--output", str(out), "--device", "cpu"])
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 1 and "--overwrite" in again.output and "center" in again.output
 
 
 def test_infer_bev_explicit_flags(tmp_path, images, checkpoints, body_model_dir):
@@ -42,9 +42,9 @@ def test_infer_bev_explicit_flags(tmp_path, images, checkpoints, body_model_dir)
     result = runner.invoke(app, ["infer", str(images / "two.png"), "--model", "bev",
                                  "--checkpoint", str(checkpoints["bev"]), "--body-models", str(body_model_dir),
                                  "--output", str(out), "--device", "cpu", "--no-crowd", "--nms-thresh", "16",
-                                 "--relative-scale-thresh", "2"])
+                                 "--relative-scale-thresh", "2", "--no-ray"])
     assert result.exit_code == 0, result.output
-    meta = read_metadata(pq.read_schema(next(out.glob("part-*.parquet"))))
+    meta = read_metadata(pq.read_schema(next(out.glob("images.*.parquet"))))
     assert meta["thresholds"] == {"center": 0.1, "nms": 16.0, "relative_scale": 2.0, "overlap": 0.8}
     assert meta["crowd"] is False and meta["bev_variant"] == "bev"
     assert pd.read_parquet(out)["smpl_betas"].map(len).eq(11).all()

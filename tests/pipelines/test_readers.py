@@ -11,7 +11,7 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     cv2.imwrite(str(root / "b.png"), draw_scene(40, 60, 1))
     cv2.imwrite(str(root / "a.jpg"), draw_scene(50, 30, 1))
-    (root / "notes.txt").write_text("skip me")
+    (root / "notes.md").write_text("skip me")
     (root / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     write_video(root / "clip.mp4", [draw_scene(48, 64, 1, seed=i) for i in range(6)], fps=12)
     write_video(root / "clip.avi", [draw_scene(48, 64, 1, seed=i) for i in range(4)], fps=10)
@@ -26,8 +26,8 @@ def test_expand_folder_glob_and_files(corpus):
         ("a.jpg", "image"), ("b.png", "image"), ("broken.jpg", "image"),
         ("clip.avi", "video"), ("clip.mp4", "video"), ("cut.mp4", "video")]
     assert [i.uri.rsplit("/", 1)[1] for i in expand_inputs([str(corpus / "*.png")])] == ["b.png"]
-    with pytest.raises(InputError, match="notes.txt: not an image or video"):
-        expand_inputs([str(corpus / "notes.txt")])
+    with pytest.raises(InputError, match="notes.md: not an image, video or manifest"):
+        expand_inputs([str(corpus / "notes.md")])
     with pytest.raises(InputError, match="glob matches no"):
         expand_inputs([str(corpus / "*.gif")])
 

@@ -1,0 +1,119 @@
+"""URIs through fsspec: local paths and ``s3://bucket/key`` alike, with retries for transient errors.
+
+S3 endpoint and credentials come from the standard AWS environment variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PERMANENT_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError)
+
+
+def url_to_fs(uri: str) -> tuple[AbstractFileSystem, str]:
+    """(file system, path within it) for a local path or URL."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def normalise(uri: str) -> str:
+    """Absolute local paths (so resume does not depend on the working directory); URLs as given."""
+    if is_local(uri):
+        return os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    return uri
+
+
+def join(root: str, name: str) -> str:
+    return os.path.join(root, name) if is_local(root) else posixpath.join(root, name)
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 4, backoff_s: float = 0.5) -> T:
+    """Run ``action``; retry transient failures (network, throttling) with exponential backoff."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except PERMANENT_ERRORS:
+            raise
+        except Exception as err:  # botocore / aiohttp errors surface as many types
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (%s: %s); retry %d/%d", what, type(err).__name__, err, attempt, attempts - 1)
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = url_to_fs(uri)
+    return with_retries(lambda: fs.cat_file(path), f"read {uri}")
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Make ``uri`` appear complete or not at all.
+
+    Local files go to a hidden temporary name and are renamed into place. An object store PUT is
+    already atomic (readers never see part of an object), so remote objects are written directly.
+    """
+    fs, path = url_to_fs(uri)
+    if is_local(uri):
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+        return
+    with_retries(lambda: fs.pipe_file(path, data), f"write {uri}")
+
+
+def video_url(uri: str, expires_s: int = 24 * 3600) -> str:
+    """Something OpenCV's FFmpeg can open and seek: a local path, or a presigned HTTP(S) URL."""
+    if is_local(uri):
+        return url_to_fs(uri)[1]
+    fs, path = url_to_fs(uri)
+    return with_retries(lambda: fs.url(path, expires=expires_s), f"sign {uri}")
+
+
+def _download(fs: AbstractFileSystem, path: str) -> bytes:
+    return with_retries(lambda: fs.cat_file(path), f"download {path}")
+
+
+def cache_dir() -> str:
+    return os.environ.get("MESHFLEET_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "meshfleet"))
+
+
+def localize(uri: str, directory: bool = False) -> str:
+    """A local path for ``uri``: local paths as they are; remote files (or, with ``directory``,
+    every file under a remote prefix) are downloaded once into the meshfleet cache."""
+    if is_local(uri):
+        return url_to_fs(uri)[1]
+    fs, path = url_to_fs(uri)
+    target = os.path.join(cache_dir(), hashlib.sha1(uri.encode()).hexdigest()[:16])
+    done = os.path.join(target, ".complete")
+    if not os.path.exists(done):
+        os.makedirs(target, exist_ok=True)
+        sources = with_retries(lambda: fs.find(path), f"list {uri}") if directory else [path]
+        for source in sources:
+            name = os.path.relpath(source, path) if directory else posixpath.basename(source)
+            local = os.path.join(target, name)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            write_bytes_atomic(local, _download(fs, source))
+        write_bytes_atomic(done, b"")
+    return target if directory else os.path.join(target, posixpath.basename(path))
