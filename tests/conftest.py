@@ -83,7 +83,7 @@ def ray_local():
     """One embedded Ray for the whole session, on loopback, 2 logical CPUs."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              object_store_memory=1024**3, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray

@@ -194,3 +194,37 @@ def test_killed_run_resumes_without_loss_or_duplicates(corpus, checkpoints, body
     np.testing.assert_allclose(column_array(_good(final), "joints"), column_array(_good(reference), "joints"),
                                atol=1e-5)
     assert not list(output.glob(".*.tmp"))
+
+
+def test_attach_to_a_running_cluster(corpus, checkpoints, body_model_dir, tmp_path, local_run):
+    """``--address``: a Ray head started with ``ray start`` on loopback, in its own process group."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_bin = Path(sys.executable).with_name("ray")
+    log = (tmp_path / "head.log").open("w")
+    head = subprocess.Popen([str(ray_bin), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                            start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert head.wait(timeout=120) == 0, (tmp_path / "head.log").read_text()
+        output = tmp_path / "attached"
+        result = subprocess.run(
+            [sys.executable, "-m", "jobs.cli", "infer", str(corpus / "a_wide.jpg"), str(corpus / "e_clip.mp4"),
+             "--checkpoint", str(checkpoints["romp"]), "--body-models", str(body_model_dir), "--output", str(output),
+             "--device", "cpu", "--address", f"127.0.0.1:{port}", "--images-per-unit", "2", "--chunk-frames", "2"],
+            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "frames 6" in result.stdout
+        attached = _good(_read(str(output)))
+        reference = _good(_read(local_run[1]))
+        reference = reference.filter(pa.compute.is_in(reference.column("source"), attached.column("source").unique()))
+        assert attached.num_rows == reference.num_rows > 0
+        np.testing.assert_allclose(column_array(attached, "joints"), column_array(reference, "joints"), atol=1e-5)
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

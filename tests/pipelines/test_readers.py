@@ -65,3 +65,25 @@ def test_truncated_video_yields_an_error_frame(corpus):
 def test_missing_video():
     with pytest.raises(InputError, match="video not found"):
         probe_video("/nonexistent/v.mp4")
+
+
+def test_manifests(tmp_path, corpus):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "list.txt").write_text(f"# corpus\n{corpus / 'a.jpg'}\n\nclip.avi\n")
+    (corpus / "rel.txt").write_text("clip.avi\nb.png\n")
+    (tmp_path / "list.csv").write_text(f"uri,label\n{corpus / 'b.png'},x\n{corpus / 'missing.jpg'},y\n")
+    pq.write_table(pa.table({"uri": [str(corpus / "clip.mp4")]}), tmp_path / "list.parquet")
+    txt = expand_inputs([str(tmp_path / "list.txt")])
+    assert [(i.uri.rsplit("/", 1)[1], i.kind) for i in txt] == [("a.jpg", "image"), ("clip.avi", "missing")]
+    rel = expand_inputs([str(corpus / "rel.txt")])
+    assert [(i.uri, i.kind) for i in rel] == [(str(corpus / "clip.avi"), "video"), (str(corpus / "b.png"), "image")]
+    csv_items = expand_inputs([str(tmp_path / "list.csv")])
+    assert [i.kind for i in csv_items] == ["image", "missing"] and "not found" in csv_items[1].error
+    assert [i.kind for i in expand_inputs([str(tmp_path / "list.parquet")])] == ["video"]
+
+
+def test_missing_file_is_an_item_not_a_crash(corpus):
+    (item,) = expand_inputs([str(corpus / "gone.jpg")])
+    assert item.kind == "missing" and "gone.jpg: not found" in item.error
