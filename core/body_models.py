@@ -114,11 +114,15 @@ def arrays_from_pickle(
     )
 
 
-def with_kid_shape(arrays: BodyModelArrays, kid_template: np.ndarray, v_template64: np.ndarray) -> BodyModelArrays:
-    """SMPL -> SMPL-A: append ``(kid - mean(kid)) - v_template`` as the last shape direction."""
-    kid = np.asarray(kid_template, dtype=np.float64)
-    kid = kid - kid.mean(axis=0)
-    diff = (kid - v_template64).astype(np.float32)[:, :, None]
+def with_kid_shape(arrays: BodyModelArrays, kid_template: np.ndarray) -> BodyModelArrays:
+    """SMPL -> SMPL-A: append ``(kid - mean(kid)) - v_template`` as the last shape direction.
+
+    Computed as the official packer does: the kid template in its own precision, minus the
+    float32 ``v_template``, rounded to float32.
+    """
+    kid = np.asarray(kid_template)
+    kid = kid - np.mean(kid, axis=0)
+    diff = np.array(kid - arrays.v_template, dtype=np.float32)[:, :, None]
     return BodyModelArrays(
         **{**arrays.__dict__, "shapedirs": np.concatenate([arrays.shapedirs, diff], axis=-1)}
     )
@@ -264,7 +268,7 @@ class BodyModelFiles:
             return BodyModelSet(BodyModel(smpl_arrays))
         assert self.kid_template is not None and self.smil is not None
         kid = _load_array(self.kid_template, (NUM_VERTS, 3))
-        smpla = with_kid_shape(smpl_arrays, kid, np.asarray(raw["v_template"], dtype=np.float64))
+        smpla = with_kid_shape(smpl_arrays, kid)
         smil = arrays_from_pickle(load_model_pickle(self.smil), extra, h36m, 10, str(self.smil))
         return BodyModelSet(BodyModel(smpl_arrays), BodyModel(smpla), BodyModel(smil))
 

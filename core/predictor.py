@@ -179,8 +179,9 @@ class ImagePreparer:
         return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap)
 
 
-def _channels_last_convs(model: nn.Module) -> nn.Module:
-    """Store 2D conv weights channels-last: the backbone then runs NHWC (faster on CPU and GPU)."""
+def _channels_last_convs(model: ROMPNet | BEVNet) -> ROMPNet | BEVNet:
+    """Run the backbone NHWC with channels-last conv weights (faster with cuDNN)."""
+    model.backbone.channels_last = True
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
@@ -214,7 +215,9 @@ class Predictor:
             raise ValueError(f"precision {settings.precision} needs a CUDA device, not {self.device}")
         self.batch_size = settings.batch_size or (DEFAULT_GPU_BATCH if self.device.type == "cuda" else 1)
         self.prepare_image = ImagePreparer.for_model(self.kind, settings)
-        self.model = _channels_last_convs(model.eval().to(self.device))
+        self.model = model.eval().to(self.device)
+        if self.device.type == "cuda":
+            self.model = _channels_last_convs(self.model)
         self.body_models = body_models.to(self.device)
 
     # -- CPU stage ---------------------------------------------------------------------------

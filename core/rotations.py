@@ -83,3 +83,11 @@ def rot6d_to_axis_angle(rot6d: torch.Tensor) -> torch.Tensor:
     """(N, 6K) interleaved 6D rotations -> (N, 3K) axis-angle, the official ``rot6D_to_angular``."""
     n, k = rot6d.shape[0], rot6d.shape[1] // 6
     return rotmat_to_axis_angle(rot6d_to_rotmat(rot6d.reshape(n, k, 6))).reshape(n, 3 * k)
+
+
+def axis_angle_to_quaternion(axis_angle: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> (..., 4) unit quaternions (w, x, y, z)."""
+    angle = torch.norm(axis_angle, dim=-1, keepdim=True)
+    half = angle / 2
+    scale = torch.where(angle > 1e-8, torch.sin(half) / angle.clamp_min(1e-8), 0.5 - angle**2 / 48)
+    return torch.cat([torch.cos(half), axis_angle * scale], dim=-1)

@@ -111,6 +111,9 @@ class HRNet32(nn.Module):
     """HRNet-W32 backbone, 28.5M parameters; keys match the official ``backbone.*`` entries."""
 
     out_channels = 32
+    # NCHW by default: the official layout, so that CPU results can be bit-identical to it.
+    # Channels-last (set by the Predictor on CUDA) is faster but picks other conv algorithms.
+    channels_last = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,8 +144,8 @@ class HRNet32(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) RGB in [0, 255] -> (B, 32, H/4, W/4)."""
-        # NHWC input viewed as NCHW is already channels-last memory: keep it (faster convolutions)
-        x = (images.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
+        memory = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = (images.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0).contiguous(memory_format=memory)
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         branches = [self.layer1(x)]
