@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 
 from core.settings import OFFICIAL_THRESHOLDS, PredictorSettings, bev_variant_for
+from core.smoothing import SmoothingConfig
+from core.tracking import TrackerConfig
 from jobs.config import ConfigError, InferConfig
 from pipelines.ray_job import Resources
+from pipelines.tracking import TrackingSettings
 
 app = typer.Typer(
     name="meshfleet",
@@ -81,6 +84,12 @@ def infer(
     images_per_unit: Annotated[int, typer.Option(help="Images per work unit (one results file each).")] = 32,
     ray: Annotated[bool, typer.Option(
         "--ray/--no-ray", help="--no-ray runs the same stages sequentially in this process (debugging).")] = True,
+    track: Annotated[bool, typer.Option(
+        "--track", help="After inference, track people through every video and smooth their parameters.")] = False,
+    smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
+    track_det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
+    track_low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
+    track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run ROMP or BEV over images and videos and write one Parquet row per detected person.
@@ -100,12 +109,28 @@ def infer(
             inputs=tuple(inputs), model=model, checkpoint=checkpoint, body_models=body_models, output=output,
             settings=settings, gender=gender, overwrite=overwrite, images_per_unit=images_per_unit,
             frames_per_chunk=chunk_frames, address=address, use_ray=ray,
+            track=_tracking(smooth_coeff, track_det_thresh, track_low_thresh, track_buffer) if track else None,
             resources=Resources(actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor),
         ).validate()
     except (ConfigError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
     _run_and_report(cfg)
+
+
+SMOOTH_HELP = "One-Euro min cutoff for pose (official -sc); smaller is smoother."
+DET_HELP = "Tracker: detections above this confidence start and extend tracks (official 0.12)."
+LOW_HELP = "Tracker: detections above this (and below --det-thresh) only extend tracks (official 0.05)."
+BUFFER_HELP = "Tracker: frames a lost track is kept for re-identification (official 60 at 30 fps)."
+
+
+def _tracking(smooth_coeff: float, det_thresh: float, low_thresh: float, buffer: int) -> TrackingSettings:
+    if not 0 <= low_thresh <= det_thresh:
+        raise ValueError("tracker thresholds must satisfy 0 <= low <= det")
+    if smooth_coeff <= 0 or buffer < 0:
+        raise ValueError("--smooth-coeff must be > 0 and --track-buffer >= 0")
+    return TrackingSettings(TrackerConfig(det_thresh=det_thresh, low_thresh=low_thresh, track_buffer=buffer),
+                            SmoothingConfig(smooth_coeff=smooth_coeff))
 
 
 def _run_and_report(cfg: InferConfig) -> None:
@@ -164,6 +189,92 @@ def demo(
 
     table = pd.read_parquet(cfg.output)
     typer.echo(table[["source", "frame", "person", "center_conf", "image_height", "image_width"]].head(8).to_string())
+
+
+@app.command("track")
+def track_command(
+    results: Annotated[str, typer.Argument(help="Results dataset (folder or s3:// prefix) to re-track.")],
+    output: Annotated[str, typer.Option(help="New dataset with track_id and the *_smoothed columns.")],
+    smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
+    det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
+    low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
+    track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --output holds.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Track people through the videos of an existing results dataset, without re-running the network."""
+    from jobs.track import TrackingError, track_dataset
+
+    _setup_logging(verbose)
+    try:
+        settings = _tracking(smooth_coeff, det_thresh, low_thresh, track_buffer)
+        summary = track_dataset(results, output, settings, overwrite)
+    except (TrackingError, ValueError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    typer.echo(summary.line() + f"\nresults: {output}")
+
+
+export_app = typer.Typer(help="Export results to other formats.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate results against benchmark ground truth.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+app.add_typer(eval_app, name="eval")
+
+
+@export_app.command("mot")
+def export_mot(
+    results: Annotated[str, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")],
+    output: Annotated[Path, typer.Option(help="Folder for one MOTChallenge <sequence>.txt per video.")],
+) -> None:
+    """Write tracks as MOTChallenge text (boxes from the extents of pj2d_org), one file per video."""
+    from eval.mot_format import format_mot
+    from eval.tracking_job import load_tracks
+
+    try:
+        sequences = load_tracks(results)
+    except (FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    output.mkdir(parents=True, exist_ok=True)
+    for name, seq in sequences.items():
+        (output / f"{name}.txt").write_text(format_mot(seq))
+    typer.echo(f"{len(sequences)} sequences written to {output}")
+
+
+@eval_app.command("tracking")
+def eval_tracking(
+    results: Annotated[str, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")],
+    gt: Annotated[str, typer.Option(help="MOTChallenge ground truth: <seq>/gt/gt.txt or <seq>.txt per video.")],
+    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
+    iou: Annotated[float, typer.Option(help="IoU needed for a match in CLEAR-MOT / ID metrics.")] = 0.5,
+    mlflow_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
+) -> None:
+    """MOTA, IDF1, IDP, IDR, ID switches, FP, FN (motmetrics) and HOTA, DetA, AssA (TrackEval's definition)."""
+    import json
+
+    from eval.mlflow_log import log_run
+    from eval.mot_format import MotFormatError
+    from eval.tracking_job import evaluate_dataset
+
+    try:
+        report = evaluate_dataset(gt, results, iou)
+    except (MotFormatError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    payload = {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou, "overall": report.overall,
+               "per_sequence": report.per_sequence, "sequences_without_predictions": report.missing}
+    if mlflow:
+        payload["mlflow_run_id"] = log_run(
+            "meshfleet-eval", "tracking", {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou},
+            report.overall, {"metrics.json": payload}, mlflow_uri, tags={"benchmark": "tracking"})
+    if output:
+        output.write_text(json.dumps(payload, indent=2))
+    o = report.overall
+    typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
+               f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
+               f"FN {int(o['num_misses'])}")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from core.settings import MODELS, PredictorSettings
 from pipelines.ray_job import Resources
 from pipelines.storage import is_local, normalise
+from pipelines.tracking import TrackingSettings
 
 
 class ConfigError(ValueError):
@@ -20,6 +21,7 @@ class InferConfig:
 
     Paths are URIs (local paths or ``s3://...``). ``address`` None runs an embedded local Ray;
     ``use_ray`` False runs the same stages sequentially in this process (debugging).
+    ``track`` (settings or None) tracks and smooths every video after inference, in place.
     """
 
     inputs: tuple[str, ...]
@@ -35,6 +37,7 @@ class InferConfig:
     address: str | None = None
     resources: Resources = field(default_factory=Resources)
     use_ray: bool = True
+    track: TrackingSettings | None = None
 
     def __post_init__(self) -> None:
         for key in ("checkpoint", "body_models", "output"):

@@ -17,6 +17,7 @@ import torch
 
 from core.checkpoints import file_sha256
 from jobs.config import InferConfig
+from jobs.track import TrackSummary, settings_identity, track_in_place
 from pipelines.jobstate import prepare_output
 from pipelines.ray_job import ModelSpec, run_ray_pipeline
 from pipelines.readers import expand_inputs
@@ -38,6 +39,7 @@ class RunSummary:
     persons: int = 0
     errors: int = 0
     wall_s: float = 0.0
+    tracking: TrackSummary | None = None
 
     @property
     def frames_per_s(self) -> float:
@@ -49,9 +51,10 @@ class RunSummary:
         self.errors += stats.errors
 
     def line(self) -> str:
-        return (f"inputs {self.inputs}  units {self.units} ({self.skipped_units} already done)  "
+        line = (f"inputs {self.inputs}  units {self.units} ({self.skipped_units} already done)  "
                 f"frames {self.frames}  persons {self.persons}  errors {self.errors}  "
                 f"wall {self.wall_s:.1f}s  {self.frames_per_s:.2f} frames/s")
+        return line + (f"\ntracking: {self.tracking.line()}" if self.tracking else "")
 
 
 def meshfleet_version() -> str:
@@ -86,8 +89,10 @@ def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
     """The keys that must match for a rerun to continue an existing output."""
     keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
             "gender", "save_verts")
+    tracking = settings_identity(cfg.track) if cfg.track else None
     return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
-            "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest}
+            "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest,
+            "tracking": tracking}
 
 
 def ensure_ray(address: str | None) -> bool:
@@ -123,7 +128,7 @@ def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | No
     digest = file_sha256(localize(cfg.checkpoint))
     metadata = run_metadata(cfg, digest)
     schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
-                                          with_age=cfg.model == "bev"), metadata)
+                                          with_age=cfg.model == "bev", with_tracking=cfg.track is not None), metadata)
     committed = prepare_output(cfg.output, job_identity(metadata, cfg, plan_digest(units)), cfg.overwrite)
     todo = [u for u in units if u.name not in committed]
     summary = RunSummary(inputs=len(items), units=len(units), skipped_units=len(units) - len(todo))
@@ -148,6 +153,8 @@ def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | No
                 ray.shutdown()
     elif todo:
         run_sequential(todo, predictor, schema, cfg.output, on_unit)
+    if cfg.track is not None:
+        summary.tracking = track_in_place(cfg.output, cfg.track)
     summary.wall_s = time.perf_counter() - start
     return summary
 

@@ -33,8 +33,16 @@ def _fixed(inner: pa.DataType, *sizes: int) -> pa.DataType:
     return inner
 
 
-def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = False) -> pa.Schema:
-    """Arrow schema of a results file for a model with ``num_betas`` shape coefficients."""
+SMOOTHED = ("smpl_thetas", "smpl_betas", "cam", "cam_trans")  # columns that tracking smooths
+
+
+def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = False,
+                   with_tracking: bool = False) -> pa.Schema:
+    """Arrow schema of a results file for a model with ``num_betas`` shape coefficients.
+
+    ``with_tracking`` adds ``<name>_smoothed`` for the columns in ``SMOOTHED`` (filled by tracking;
+    equal to the raw values for people without a track id).
+    """
     f32 = pa.float32()
     fields = [
         pa.field("source", pa.string(), nullable=False),
@@ -57,11 +65,14 @@ def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = Fa
         fields.append(pa.field("age_class", pa.int8()))
     if with_verts:
         fields.append(pa.field("verts", _fixed(f32, NUM_VERTS, 3)))
+    if with_tracking:
+        sizes = {"smpl_thetas": 72, "smpl_betas": num_betas, "cam": 3, "cam_trans": 3}
+        fields.extend(pa.field(f"{name}_smoothed", _fixed(f32, sizes[name])) for name in SMOOTHED)
     fields.append(pa.field("error", pa.string()))
     return pa.schema(fields)
 
 
-def _array_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
+def array_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
     """(N, *shape) float array -> nested fixed-size-list column of ``dtype`` (zero-copy flat)."""
     flat: pa.Array = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), pa.float32())
     for size in reversed(_nested_sizes(dtype)):
@@ -97,14 +108,17 @@ def predictions_table(pred: Predictions, frames: Sequence[FrameRef], schema: pa.
         "error": pa.nulls(n, pa.string()),
     }
     for name in ("cam", "cam_trans", "smpl_thetas", "smpl_betas", "joints", "pj2d_org"):
-        columns[name] = _array_column(getattr(pred, name), schema.field(name).type)
+        columns[name] = array_column(getattr(pred, name), schema.field(name).type)
     if "age_class" in schema.names:
         ages = pred.age_class if pred.age_class is not None else np.full(n, -1, np.int8)
         columns["age_class"] = pa.array(ages.astype(np.int8))
     if "verts" in schema.names:
         if pred.verts is None:
             raise ValueError("schema has verts but the predictions were made without save_verts")
-        columns["verts"] = _array_column(pred.verts, schema.field("verts").type)
+        columns["verts"] = array_column(pred.verts, schema.field("verts").type)
+    for name in SMOOTHED:  # until tracking runs, the smoothed values are the raw ones
+        if f"{name}_smoothed" in schema.names:
+            columns[f"{name}_smoothed"] = columns[name]
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 log = logging.getLogger(__name__)
@@ -117,3 +119,30 @@ def localize(uri: str, directory: bool = False) -> str:
             write_bytes_atomic(local, _download(fs, source))
         write_bytes_atomic(done, b"")
     return target if directory else os.path.join(target, posixpath.basename(path))
+
+
+def list_files(root: str, suffix: str) -> list[str]:
+    """Full URIs of the files under ``root`` ending with ``suffix``, hidden (``.``/``_``) names
+    excluded, sorted."""
+    fs, path = url_to_fs(root)
+    if not with_retries(lambda: fs.exists(path), f"stat {root}"):
+        return []
+    found = with_retries(lambda: fs.find(path), f"list {root}")
+    names = [p for p in found if p.endswith(suffix) and not posixpath.basename(p).startswith((".", "_"))]
+    prefix = "" if is_local(root) else root.split("://", 1)[0] + "://"
+    return sorted(prefix + p for p in names)
+
+
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = url_to_fs(uri)
+    return with_retries(lambda: pq.read_table(path, columns=columns, filesystem=fs), f"read {uri}")
+
+
+def read_parquet_schema(uri: str) -> pa.Schema:
+    fs, path = url_to_fs(uri)
+    return with_retries(lambda: pq.read_schema(path, filesystem=fs), f"read {uri}")
+
+
+def remove(uri: str) -> None:
+    fs, path = url_to_fs(uri)
+    with_retries(lambda: fs.rm_file(path), f"remove {uri}")

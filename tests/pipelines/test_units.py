@@ -1,9 +1,9 @@
 import pytest
 
+from jobs.synthetic import draw_scene, write_video
 from pipelines.readers import InputItem
 from pipelines.storage import with_retries
 from pipelines.units import WorkUnit, plan_digest, plan_units
-from jobs.synthetic import draw_scene, write_video
 
 
 @pytest.fixture(scope="module")

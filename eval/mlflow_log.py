@@ -1,0 +1,34 @@
+"""Logging evaluation runs to MLflow (embedded sqlite store by default)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db`` (the embedded default)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, float],
+            artifacts: dict[str, dict | str], tracking_uri: str | None = None, tags: dict | None = None) -> str:
+    """One MLflow run with params, metrics and JSON/text artifacts; returns the run id."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN is not loggable
+        if tags:
+            mlflow.set_tags(tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in artifacts.items():
+                path = Path(tmp) / name
+                path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2))
+                mlflow.log_artifact(str(path))
+        return run.info.run_id

@@ -1,0 +1,76 @@
+"""``meshfleet eval tracking``: MOT metrics of a tracked results dataset against MOT ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import motmetrics as mm
+import numpy as np
+
+from eval.mot import FrameBoxes, HotaCounts, clear_mot, hota_counts
+from eval.mot_format import MotSequence, read_ground_truth, tracks_from_results
+from pipelines.storage import list_files, read_parquet
+from pipelines.tracking import READ_COLUMNS
+
+RESULT_COLUMNS = [*READ_COLUMNS, "pj2d_org", "image_height", "image_width"]
+CLEAR_KEYS = ("mota", "motp_iou", "idf1", "idp", "idr", "num_switches", "num_false_positives", "num_misses",
+              "num_objects", "mostly_tracked", "mostly_lost", "num_fragmentations", "precision", "recall")
+
+
+@dataclass
+class TrackingEval:
+    overall: dict[str, float]
+    per_sequence: dict[str, dict[str, float]]
+    missing: list[str]  # GT sequences without any prediction (scored as all misses)
+
+
+def load_tracks(results: str) -> dict[str, MotSequence]:
+    import pyarrow as pa
+
+    files = list_files(results, ".parquet")
+    if not files:
+        raise FileNotFoundError(f"{results}: no results files")
+    return tracks_from_results(pa.concat_tables([read_parquet(f, RESULT_COLUMNS) for f in files]))
+
+
+def evaluate(gt: dict[str, MotSequence], pred: dict[str, MotSequence], iou: float = 0.5) -> TrackingEval:
+    """Per sequence and overall (CLEAR-MOT + identity + HOTA) over the ground-truth sequences."""
+    per_sequence, counts, accumulators = {}, [], []
+    for name, truth in sorted(gt.items()):
+        tracks = pred.get(name, MotSequence(name, {}))
+        length = max(truth.last_frame, tracks.last_frame)
+        g, p = truth.aligned(length), tracks.aligned(length)
+        metrics = clear_mot(g, p, iou)
+        part = hota_counts(g, p)
+        metrics.update(part.metrics())
+        per_sequence[name] = metrics
+        counts.append(part)
+        accumulators.append(_accumulator(g, p, iou))
+    overall = _overall_clear(accumulators, list(per_sequence))
+    overall.update(HotaCounts.combine(counts).metrics())
+    return TrackingEval(overall, per_sequence, sorted(set(gt) - set(pred)))
+
+
+def _accumulator(gt: list[FrameBoxes], pred: list[FrameBoxes], iou: float) -> mm.MOTAccumulator:
+    from core.boxes import box_iou
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for g, p in zip(gt, pred, strict=True):
+        sim = box_iou(g.boxes, p.boxes)
+        acc.update(g.ids.tolist(), p.ids.tolist(), np.where(sim >= iou, 1.0 - sim, np.nan))
+    return acc
+
+
+def _overall_clear(accumulators: list[mm.MOTAccumulator], names: list[str]) -> dict[str, float]:
+    """CLEAR-MOT / ID metrics over all sequences at once (motmetrics' OVERALL row)."""
+    metrics = ["mota", "motp", "idf1", "idp", "idr", "num_switches", "num_false_positives", "num_misses",
+               "num_objects", "mostly_tracked", "mostly_lost", "num_fragmentations", "precision", "recall"]
+    summary = mm.metrics.create().compute_many(accumulators, metrics=metrics, names=names, generate_overall=True)
+    row = summary.loc["OVERALL"]
+    out = {k: float(row[k]) for k in metrics}
+    out["motp_iou"] = 1.0 - out.pop("motp") if np.isfinite(out["motp"]) else float("nan")
+    return out
+
+
+def evaluate_dataset(gt_dir: str, results: str, iou: float = 0.5) -> TrackingEval:
+    return evaluate(read_ground_truth(gt_dir), load_tracks(results), iou)

@@ -1,0 +1,110 @@
+import json
+
+import cv2
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+from core.settings import PredictorSettings
+from jobs.cli import app
+from jobs.config import InferConfig
+from jobs.infer import run_infer
+from jobs.synthetic import draw_scene, write_video
+from pipelines.schema import column_array
+from pipelines.tracking import TrackingSettings
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("track_corpus")
+    frames = []
+    for t in range(8):  # the same scene drifting: the same people from frame to frame
+        scene = draw_scene(200, 260, 3, seed=5)
+        frames.append(np.roll(scene, 3 * t, axis=1))
+    write_video(root / "walk.mp4", frames, fps=10)
+    cv2.imwrite(str(root / "still.jpg"), draw_scene(120, 160, 2, seed=6))
+    return root
+
+
+def _cfg(corpus, out, checkpoints, body_model_dir, chunk, track=True, use_ray=False):
+    return InferConfig(inputs=(str(corpus),), model="romp", checkpoint=str(checkpoints["romp"]),
+                       body_models=str(body_model_dir), output=str(out),
+                       settings=PredictorSettings(device="cpu", center_thresh=0.2), frames_per_chunk=chunk,
+                       track=TrackingSettings() if track else None, use_ray=use_ray)
+
+
+def _sorted(path):
+    table = ds.dataset(str(path), format="parquet").to_table()
+    return table.sort_by([("source", "ascending"), ("frame", "ascending"), ("person", "ascending")])
+
+
+@pytest.fixture(scope="module")
+def tracked(corpus, checkpoints, body_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tracked") / "out"
+    summary = run_infer(_cfg(corpus, out, checkpoints, body_model_dir, chunk=3))
+    return summary, out
+
+
+def test_infer_track_fills_ids_and_smoothed_columns(tracked, corpus, checkpoints, body_model_dir):
+    summary, out = tracked
+    assert summary.tracking.videos == 1 and summary.tracking.tracks > 0
+    table = _sorted(out)
+    video = table.filter(ds.field("source") == str(corpus / "walk.mp4"))
+    still = table.filter(ds.field("source") == str(corpus / "still.jpg"))
+    assert video.num_rows > 0 and video.column("track_id").null_count < video.num_rows
+    assert still.column("track_id").null_count == still.num_rows
+    for name in ("smpl_thetas", "cam", "cam_trans", "smpl_betas"):
+        assert column_array(video, f"{name}_smoothed").shape == column_array(video, name).shape
+    assert (out / "_meshfleet_tracking").is_dir()
+    again = run_infer(_cfg(corpus, out, checkpoints, body_model_dir, chunk=3))
+    assert again.skipped_units == again.units and again.tracking.skipped_videos == 1
+
+
+def test_chunked_pipeline_tracking_equals_unchunked(tracked, corpus, checkpoints, body_model_dir, tmp_path):
+    run_infer(_cfg(corpus, tmp_path / "whole", checkpoints, body_model_dir, chunk=100))
+    a, b = _sorted(tracked[1]), _sorted(tmp_path / "whole")
+    assert a.column("track_id").to_pylist() == b.column("track_id").to_pylist()
+    good = a.column("error").is_null()
+    np.testing.assert_allclose(column_array(a.filter(good), "smpl_thetas_smoothed"),
+                               column_array(b.filter(good), "smpl_thetas_smoothed"), atol=1e-6)
+
+
+def test_track_command_equals_infer_track(tracked, corpus, checkpoints, body_model_dir, tmp_path):
+    run_infer(_cfg(corpus, tmp_path / "raw", checkpoints, body_model_dir, chunk=3, track=False))
+    result = runner.invoke(app, ["track", str(tmp_path / "raw"), "--output", str(tmp_path / "retracked")])
+    assert result.exit_code == 0, result.output
+    a, b = _sorted(tracked[1]), _sorted(tmp_path / "retracked")
+    assert a.column("track_id").to_pylist() == b.column("track_id").to_pylist()
+    good = a.column("error").is_null()
+    for name in ("smpl_thetas_smoothed", "cam_trans_smoothed"):
+        np.testing.assert_allclose(column_array(a.filter(good), name), column_array(b.filter(good), name), atol=1e-6)
+    again = runner.invoke(app, ["track", str(tmp_path / "raw"), "--output", str(tmp_path / "retracked")])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_export_mot_and_eval_tracking(tracked, tmp_path):
+    out = tracked[1]
+    result = runner.invoke(app, ["export", "mot", str(out), "--output", str(tmp_path / "mot")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mot" / "walk.txt").read_text().strip()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = runner.invoke(app, ["eval", "tracking", str(out), "--gt", str(tmp_path / "mot"),
+                                 "--output", str(tmp_path / "m.json"), "--mlflow-uri", uri])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["overall"]["HOTA"] == pytest.approx(1.0) and metrics["overall"]["mota"] == pytest.approx(1.0)
+    assert metrics["per_sequence"]["walk"]["num_switches"] == 0
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["meshfleet-eval"])
+    assert runs.loc[0, "metrics.HOTA"] == pytest.approx(1.0) and runs.loc[0, "run_id"] == metrics["mlflow_run_id"]
+
+
+def test_ray_pipeline_with_tracking(ray_local, corpus, checkpoints, body_model_dir, tmp_path, tracked):
+    run_infer(_cfg(corpus, tmp_path / "ray", checkpoints, body_model_dir, chunk=3, use_ray=True))
+    a, b = _sorted(tracked[1]), _sorted(tmp_path / "ray")
+    assert a.column("track_id").to_pylist() == b.column("track_id").to_pylist()
