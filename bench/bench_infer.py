@@ -4,8 +4,9 @@
 
 1. bare network: the network alone on already pre-processed 512x512 inputs resident on the
    device, in batches of ``--batch-size`` (an upper bound for any pipeline);
-2. end to end: the local ``infer`` pipeline over a folder of JPEGs (decode, pad + resize,
-   network, parsing, SMPL, cameras, Parquet writing);
+2. end to end: ``meshfleet infer`` over a folder of JPEGs (planning, decode, pad + resize, network,
+   parsing, SMPL, cameras, Parquet writing), both as the streaming Ray job (embedded Ray started
+   and stopped inside the timing, as a user's run does) and with ``--no-ray``;
 3. one image per call: ``cv2.imread`` + ``Predictor.predict([image])`` per image, the way the
    official ``simple_romp`` wrappers run.
 
@@ -106,17 +107,20 @@ def main() -> None:
     single = Predictor(network, predictor.body_models, PredictorSettings(
         device=args.device, batch_size=1, precision=args.precision, crowd=False))
 
-    def infer_cfg(run: int) -> InferConfig:
-        return InferConfig(inputs=(str(corpus),), model=args.model, checkpoint=ckpt, body_models=body_dir,
-                           output=work / f"out{run}", settings=settings, overwrite=True)
+    def infer_cfg(run: int, use_ray: bool) -> InferConfig:
+        return InferConfig(inputs=(str(corpus),), model=args.model, checkpoint=str(ckpt),
+                           body_models=str(body_dir), output=str(work / f"out{run}-{use_ray}"), settings=settings,
+                           overwrite=True, use_ray=use_ray)
 
     batch = predictor.batch_size
     bench_bare_network(predictor, inputs[:batch], batch)  # warm-up
     predictor.predict([cv2.imread(str(paths[0]))])
-    times: dict[str, list[float]] = {"bare_network": [], "end_to_end": [], "one_per_call": []}
+    times: dict[str, list[float]] = {"bare_network": [], "end_to_end": [], "end_to_end_no_ray": [],
+                                     "one_per_call": []}
     for run in range(args.repeats):
         times["bare_network"].append(bench_bare_network(predictor, inputs, batch))
-        times["end_to_end"].append(bench_end_to_end(infer_cfg(run)))
+        times["end_to_end"].append(bench_end_to_end(infer_cfg(run, True)))
+        times["end_to_end_no_ray"].append(bench_end_to_end(infer_cfg(run, False)))
         times["one_per_call"].append(bench_one_per_call(single, paths))
     fps = {k: args.images / statistics.median(v) for k, v in times.items()}
     result = {
@@ -126,6 +130,8 @@ def main() -> None:
         "frames_per_s": {k: round(v, 3) for k, v in fps.items()},
         "ratio_end_to_end_vs_bare_network": round(fps["end_to_end"] / fps["bare_network"], 3),
         "ratio_end_to_end_vs_one_per_call": round(fps["end_to_end"] / fps["one_per_call"], 3),
+        "ratio_no_ray_vs_bare_network": round(fps["end_to_end_no_ray"] / fps["bare_network"], 3),
+        "ratio_no_ray_vs_one_per_call": round(fps["end_to_end_no_ray"] / fps["one_per_call"], 3),
         "seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
     }
     print(json.dumps(result, indent=2))
