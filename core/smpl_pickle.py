@@ -62,7 +62,7 @@ def _sparse_stub(fmt: str) -> type[_SparseMatrix]:
     return type(f"_Sparse_{fmt}", (_SparseMatrix,), {"fmt": fmt})
 
 
-_NUMPY_ALLOWED = {
+NUMPY_CLASSES = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
@@ -78,32 +78,50 @@ _BUILTINS_ALLOWED = {"object", "set", "frozenset", "slice", "complex", "tuple", 
 _SPARSE_FORMATS = ("csc", "csr", "coo")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for SMPL-family model files: allow-list of classes, everything else refused."""
+class AllowListUnpickler(pickle.Unpickler):
+    """Unpickler that admits numpy arrays, dtypes and scalars, a few inert builtins, and whatever
+    :meth:`allow` returns for a (module, name); everything else is refused naming the file."""
+
+    what = "data file"
 
     def __init__(self, file: Any, source: str) -> None:
         super().__init__(file, encoding="latin1")
         self.source = source
 
+    def allow(self, module: str, name: str) -> Any:
+        """Subclasses admit more classes here (return the object, or None to refuse)."""
+        return None
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_ALLOWED:
-            return _NUMPY_ALLOWED[(module, name)]
+        if (module, name) in NUMPY_CLASSES:
+            return NUMPY_CLASSES[(module, name)]
         if module == "_codecs" and name == "encode":  # bytes in protocol-2 pickles written by Python 3
             return codecs.encode
-        if module in ("copy_reg", "copyreg") and name == "_reconstructor":
-            return _reconstructor
         if module in ("__builtin__", "builtins") and name in _BUILTINS_ALLOWED:
             return getattr(__import__("builtins"), name)
+        allowed = self.allow(module, name)
+        if allowed is not None:
+            return allowed
+        raise UnsafePickleError(
+            f"{self.source}: refusing to load {module}.{name}; a {self.what} holds no such object"
+        )
+
+
+class RestrictedUnpickler(AllowListUnpickler):
+    """Unpickler for SMPL-family model files: numpy, scipy sparse matrices and chumpy objects."""
+
+    what = "SMPL-family model file"
+
+    def allow(self, module: str, name: str) -> Any:
+        if module in ("copy_reg", "copyreg") and name == "_reconstructor":
+            return _reconstructor
         if module == "chumpy" or module.startswith("chumpy."):
             return _ChumpyObject
         if module.startswith("scipy.sparse"):
             for fmt in _SPARSE_FORMATS:
                 if name == f"{fmt}_matrix" or name == f"{fmt}_array":
                     return _sparse_stub(fmt)
-        raise UnsafePickleError(
-            f"{self.source}: refusing to load {module}.{name}; a SMPL-family model file holds only "
-            "numpy arrays, scipy sparse matrices and chumpy objects"
-        )
+        return None
 
 
 def _reconstructor(cls: type, base: type, state: Any) -> Any:

@@ -14,8 +14,10 @@ def default_tracking_uri() -> str:
 
 
 def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, float],
-            artifacts: dict[str, dict | str], tracking_uri: str | None = None, tags: dict | None = None) -> str:
-    """One MLflow run with params, metrics and JSON/text artifacts; returns the run id."""
+            artifacts: dict[str, dict | str], tracking_uri: str | None = None, tags: dict | None = None,
+            binary_artifacts: dict[str, bytes] | None = None) -> str:
+    """One MLflow run with params, metrics, JSON/text and binary (e.g. PNG) artifacts; returns the
+    run id."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -29,6 +31,10 @@ def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, flo
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in artifacts.items():
                 path = Path(tmp) / name
-                path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2))
+                path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2, default=str))
+                mlflow.log_artifact(str(path))
+            for name, blob in (binary_artifacts or {}).items():
+                path = Path(tmp) / name
+                path.write_bytes(blob)
                 mlflow.log_artifact(str(path))
         return run.info.run_id

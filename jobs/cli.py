@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -275,6 +276,79 @@ def eval_tracking(
     typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
                f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
                f"FN {int(o['num_misses'])}")
+
+
+def _benchmark_command(benchmark: str) -> None:
+    """Register ``meshfleet eval <benchmark>`` with the options every evaluator shares."""
+
+    def command(
+        predictions: Annotated[str | None, typer.Option(
+            help="meshfleet results (folder or s3:// prefix) or the benchmark's official prediction "
+                 "format; omit with --checkpoint to run inference first.")] = None,
+        data: Annotated[str | None, typer.Option(help="Benchmark folder as distributed.")] = None,
+        annots: Annotated[str | None, typer.Option(help="Relative Human: the {split}_annots.npz file.")] = None,
+        protocol: Annotated[str, typer.Option(help="official (as coded, quirks included) or fixed.")] = "official",
+        output_json: Annotated[Path | None, typer.Option(help="Write the flat metrics JSON here.")] = None,
+        body_models: Annotated[str | None, typer.Option(
+            "--body-models", help="SMPL files (AGORA / 3DPW ground truth; inference).")] = None,
+        split: Annotated[str | None, typer.Option(help="Split name recorded with the run (val, test...).")] = None,
+        checkpoint: Annotated[str | None, typer.Option(help="Run inference with this checkpoint first.")] = None,
+        model: Annotated[str, typer.Option(help="Model for --checkpoint: romp or bev.")] = "bev",
+        images: Annotated[list[str] | None, typer.Option(
+            help="Inputs for --checkpoint (default: the benchmark's image folder).")] = None,
+        infer_output: Annotated[str | None, typer.Option(help="Where --checkpoint writes its results.")] = None,
+        center_thresh: Annotated[float | None, typer.Option(help="Inference threshold (see infer).")] = None,
+        nms_thresh: Annotated[float | None, typer.Option(help="Inference NMS (see infer).")] = None,
+        relative_scale_thresh: Annotated[float | None, typer.Option(help="See infer.")] = None,
+        crowd: Annotated[bool, typer.Option("--crowd/--no-crowd", help="See infer.")] = False,
+        device: Annotated[str, typer.Option(help="Inference device.")] = "auto",
+        mlflow_uri: Annotated[str | None, typer.Option(
+            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
+        mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
+        address: Annotated[str | None, typer.Option(help="Ray cluster (default: embedded local Ray).")] = None,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ) -> None:
+        from core.smpl_pickle import UnsafePickleError
+        from eval.common import EvalConfig, EvalError
+        from eval.job import EvalJob, run_eval
+        from jobs.infer import ensure_ray, run_infer
+
+        _setup_logging(verbose)
+        try:
+            infer_cfg = None
+            if checkpoint:
+                if not (body_models and (images or data) and infer_output):
+                    raise ConfigError("--checkpoint needs --body-models, --infer-output and --images (or --data)")
+                infer_cfg = InferConfig(
+                    inputs=tuple(images or [data or ""]), model=model, checkpoint=checkpoint,
+                    body_models=body_models, output=infer_output, address=address,
+                    settings=PredictorSettings(center_thresh=center_thresh, nms_thresh=nms_thresh,
+                                               relative_scale_thresh=relative_scale_thresh, crowd=crowd,
+                                               bev_variant=bev_variant_for(checkpoint), device=device),
+                ).validate()
+            elif not predictions:
+                raise ConfigError("give --predictions, or --checkpoint to run inference first")
+            cfg = EvalConfig(benchmark=benchmark, predictions=predictions or "", protocol=protocol, data=data,
+                             annots=annots, body_models=body_models, split=split)
+            started = ensure_ray(address)
+            try:
+                payload, _ = run_eval(EvalJob(cfg, output_json, mlflow_uri, mlflow, infer_cfg), run_infer)
+            finally:
+                if started:
+                    import ray
+
+                    ray.shutdown()
+        except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(1) from err
+        typer.echo(json.dumps(payload, indent=2, default=float))
+
+    command.__doc__ = f"Evaluate on {benchmark} with the official protocol (or --protocol fixed)."
+    eval_app.command(benchmark)(command)
+
+
+for _benchmark in ("agora", "relative-human", "cmu-panoptic", "3dpw"):
+    _benchmark_command(_benchmark)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias
