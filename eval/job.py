@@ -28,11 +28,12 @@ class EvalJob:
 def _run_params(cfg: EvalConfig) -> dict:
     """Params of the run: benchmark, split, protocol, evaluator version and, for meshfleet results,
     the model, checkpoint digest and thresholds from the dataset metadata."""
-    params = {"benchmark": cfg.benchmark, "split": cfg.split, "protocol": cfg.protocol,
+    params = {"benchmark": cfg.benchmark, "split": cfg.split, "track": "smpl", "protocol": cfg.protocol,
               "evaluator_version": EVALUATOR_VERSION, "predictions": cfg.predictions}
     if is_results_dataset(cfg.predictions):
         _, meta = read_results(cfg.predictions, ["source"])
-        params.update({k: meta.get(k) for k in ("model", "checkpoint_sha256", "thresholds", "bev_variant", "crowd")})
+        keys = ("model", "checkpoint_sha256", "thresholds", "bev_variant", "crowd", "meshfleet_version")
+        params.update({k: meta.get(k) for k in keys})
     return params
 
 

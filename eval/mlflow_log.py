@@ -13,6 +13,14 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """For an embedded sqlite store, artifacts go next to the database (not into the working
+    directory, MLflow's default); servers manage their own artifact store."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, float],
             artifacts: dict[str, dict | str], tracking_uri: str | None = None, tags: dict | None = None,
             binary_artifacts: dict[str, bytes] | None = None) -> str:
@@ -21,7 +29,10 @@ def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, flo
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    uri = tracking_uri or default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=artifact_location(uri))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})

@@ -251,6 +251,7 @@ def eval_tracking(
     mlflow_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
+    split: Annotated[str, typer.Option(help="Dataset/split name recorded with the run (leaderboard key).")] = "custom",
 ) -> None:
     """MOTA, IDF1, IDP, IDR, ID switches, FP, FN (motmetrics) and HOTA, DetA, AssA (TrackEval's definition)."""
     import json
@@ -267,15 +268,42 @@ def eval_tracking(
     payload = {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou, "overall": report.overall,
                "per_sequence": report.per_sequence, "sequences_without_predictions": report.missing}
     if mlflow:
-        payload["mlflow_run_id"] = log_run(
-            "meshfleet-eval", "tracking", {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou},
-            report.overall, {"metrics.json": payload}, mlflow_uri, tags={"benchmark": "tracking"})
+        from eval.job import EVALUATOR_VERSION
+
+        params = {"benchmark": "tracking", "split": split, "track": "smpl", "protocol": "official",
+                  "evaluator_version": EVALUATOR_VERSION, "predictions": results, "gt": gt, "iou": iou}
+        payload["mlflow_run_id"] = log_run("meshfleet-eval", "tracking", params, report.overall,
+                                           {"metrics.json": payload}, mlflow_uri, tags={"benchmark": "tracking"})
     if output:
         output.write_text(json.dumps(payload, indent=2))
     o = report.overall
     typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
                f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
                f"FN {int(o['num_misses'])}")
+
+
+@app.command()
+def leaderboard(
+    output: Annotated[Path, typer.Option(help="Folder for leaderboard.md and a self-contained index.html.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help="MLflow experiments to read (repeatable).")] = None,
+    registry: Annotated[Path | None, typer.Option(help="Reported-results YAML (default: the bundled one).")] = None,
+    run_url: Annotated[str | None, typer.Option(
+        help="Link template for runs, e.g. http://mlflow:5000/#/experiments/1/runs/{run_id}.")] = None,
+) -> None:
+    """Tables per benchmark / split / track / protocol / evaluator version from MLflow runs and published results."""
+    from eval.leaderboard import RegistryError
+    from eval.leaderboard_job import REGISTRY, LeaderboardJob, run_leaderboard
+
+    try:
+        tables = run_leaderboard(LeaderboardJob(output, tracking_uri, tuple(experiment or ("meshfleet-eval",)),
+                                                registry or REGISTRY, run_url))
+    except (RegistryError, OSError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
+    typer.echo(f"{len(tables)} tables, {runs} runs -> {output / 'leaderboard.md'}, {output / 'index.html'}")
 
 
 def _benchmark_command(benchmark: str) -> None:

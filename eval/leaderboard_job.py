@@ -1,0 +1,40 @@
+"""``meshfleet leaderboard``: MLflow runs + the reported-results registry -> leaderboard.md and index.html."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval.leaderboard import Table, build_tables, load_registry, to_markdown
+from eval.leaderboard_html import to_html
+from eval.leaderboard_io import DEFAULT_EXPERIMENTS, fetch_artifact, load_runs
+
+REGISTRY = Path(__file__).with_name("reported_results.yaml")
+
+
+@dataclass(frozen=True)
+class LeaderboardJob:
+    output: Path
+    tracking_uri: str | None = None
+    experiments: tuple[str, ...] = DEFAULT_EXPERIMENTS
+    registry: Path = REGISTRY
+    run_url: str | None = None  # e.g. "http://mlflow:5000/#/experiments/1/runs/{run_id}"
+
+
+def run_leaderboard(job: LeaderboardJob) -> list[Table]:
+    reported = load_registry(job.registry)
+    tables = build_tables(load_runs(job.tracking_uri, job.experiments), reported)
+
+    def charts(table: Table) -> list[tuple[str, bytes]]:
+        """The plots logged by the table's best meshfleet run (its first row that is a run)."""
+        best = next((r for r in table.rows if r.kind == "run" and r.run_id), None)
+        if best is None:
+            return []
+        assert best.run_id is not None
+        return [(name, fetch_artifact(best.run_id, name, job.tracking_uri))
+                for name in best.artifacts if name.endswith(".png")]
+
+    job.output.mkdir(parents=True, exist_ok=True)
+    (job.output / "leaderboard.md").write_text(to_markdown(tables, job.run_url))
+    (job.output / "index.html").write_text(to_html(tables, job.run_url, charts))
+    return tables
