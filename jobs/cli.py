@@ -1,22 +1,31 @@
-"""The ``meshfleet`` command line."""
+"""The ``meshfleet`` command line.
+
+Every job command also takes ``--spec FILE`` (YAML/TOML: defaults < spec < options given on the
+command line) and ``--dry-run`` (print the fully resolved spec and stop).
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from core.settings import OFFICIAL_THRESHOLDS, PredictorSettings, bev_variant_for
-from core.smoothing import SmoothingConfig
-from core.tracking import TrackerConfig
+from core.settings import OFFICIAL_THRESHOLDS, PredictorSettings
+from jobs.cli_cluster import jobs_app, submit
+from jobs.cli_common import (
+    explicit_params,
+    fail,
+    flags_tree,
+    load_any_spec,
+    print_spec,
+    resolve,
+    run_infer_and_report,
+    run_job,
+    setup_logging,
+)
+from jobs.cli_eval import eval_app
 from jobs.config import ConfigError, InferConfig
-from pipelines.ray_job import Resources
-from pipelines.tracking import TrackingSettings
 
 app = typer.Typer(
     name="meshfleet",
@@ -24,24 +33,40 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True, soft_wrap=True)
+app.add_typer(eval_app, name="eval")
+app.add_typer(jobs_app, name="jobs")
+app.command()(submit)
 
 _BEV = OFFICIAL_THRESHOLDS[("bev", False)]
 _BEV_CROWD = OFFICIAL_THRESHOLDS[("bev", True)]
 _ROMP = OFFICIAL_THRESHOLDS[("romp", False)]
+SMOOTH_HELP = "One-Euro min cutoff for pose (official -sc); smaller is smoother."
+DET_HELP = "Tracker: detections above this confidence start and extend tracks (official 0.12)."
+LOW_HELP = "Tracker: detections above this (and below the det threshold) only extend tracks (official 0.05)."
+BUFFER_HELP = "Tracker: frames a lost track is kept for re-identification (official 60 at 30 fps)."
+SPEC_HELP = "Job spec file (YAML/TOML); options given on the command line override it."
+DRY_HELP = "Print the fully resolved spec and stop."
 
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # Ray Data logs every execution plan at INFO
-        logging.getLogger("ray").setLevel(logging.WARNING)
+INFER_PATHS = {
+    "inputs": "inputs", "model": "model", "checkpoint": "checkpoint", "body_models": "body_models",
+    "output": "output", "gender": "gender", "overwrite": "overwrite", "address": "address",
+    "chunk_frames": "frames_per_chunk", "images_per_unit": "images_per_unit", "ray": "use_ray",
+    "center_thresh": "settings.center_thresh", "nms_thresh": "settings.nms_thresh",
+    "relative_scale_thresh": "settings.relative_scale_thresh", "overlap_ratio": "settings.overlap_ratio",
+    "crowd": "settings.crowd", "bev_variant": "settings.bev_variant", "device": "settings.device",
+    "precision": "settings.precision", "batch_size": "settings.batch_size", "save_verts": "settings.save_verts",
+    "root_align": "settings.root_align", "actors": "resources.actors", "gpus_per_actor": "resources.gpus_per_actor",
+    "cpus_per_actor": "resources.cpus_per_actor",
+}
+TRACK_PATHS = {"smooth_coeff": "smoothing.smooth_coeff", "det_thresh": "tracker.det_thresh",
+               "low_thresh": "tracker.low_thresh", "track_buffer": "tracker.track_buffer"}
 
 
 @app.command()
 def infer(
-    inputs: Annotated[list[str], typer.Argument(
-        help="Images, folders / s3:// prefixes, globs, manifests (.txt/.csv/.parquet lists) or videos.")],
+    ctx: typer.Context,
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="Images, folders / s3:// prefixes, globs, manifests (.txt/.csv/.parquet lists) or videos.")] = None,
     model: Annotated[str, typer.Option(help="romp or bev.")] = "romp",
     checkpoint: Annotated[str, typer.Option(
         help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth (or ours); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
@@ -86,78 +111,41 @@ def infer(
     ray: Annotated[bool, typer.Option(
         "--ray/--no-ray", help="--no-ray runs the same stages sequentially in this process (debugging).")] = True,
     track: Annotated[bool, typer.Option(
-        "--track", help="After inference, track people through every video and smooth their parameters.")] = False,
+        "--track/--no-track", help="After inference, track people through every video and smooth them.")] = False,
     smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
     track_det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
     track_low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
     track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
+    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run ROMP or BEV over images and videos and write one Parquet row per detected person.
 
     Rerunning the same command over the same --output resumes: committed units are skipped.
     """
-    _setup_logging(verbose)
+    setup_logging(verbose)
+    values = dict(locals())
+    values["inputs"] = list(inputs or [])
+    given = explicit_params(ctx)
+    track_values = {"smooth_coeff": smooth_coeff, "det_thresh": track_det_thresh, "low_thresh": track_low_thresh,
+                    "track_buffer": track_buffer}
+    track_given = {k for k, v in (("smooth_coeff", "smooth_coeff"), ("det_thresh", "track_det_thresh"),
+                                  ("low_thresh", "track_low_thresh"), ("track_buffer", "track_buffer")) if v in given}
+    flags = flags_tree(values, INFER_PATHS)
+    flags["track"] = flags_tree(track_values, TRACK_PATHS) if track else None
+    explicit = flags_tree(values, INFER_PATHS, given)
+    if "track" in given or track_given:
+        explicit["track"] = flags_tree(track_values, TRACK_PATHS, track_given) if track or track_given else None
+    cfg: InferConfig = resolve("infer", flags, explicit, spec)
+    if dry_run:
+        print_spec("infer", cfg)
+        return
     try:
-        settings = PredictorSettings(
-            center_thresh=center_thresh, nms_thresh=nms_thresh, relative_scale_thresh=relative_scale_thresh,
-            overlap_ratio=overlap_ratio, crowd=crowd,
-            bev_variant=bev_variant_for(checkpoint) if bev_variant == "auto" else bev_variant,
-            device=device, precision=precision, batch_size=batch_size, save_verts=save_verts,
-            root_align=root_align,
-        )
-        cfg = InferConfig(
-            inputs=tuple(inputs), model=model, checkpoint=checkpoint, body_models=body_models, output=output,
-            settings=settings, gender=gender, overwrite=overwrite, images_per_unit=images_per_unit,
-            frames_per_chunk=chunk_frames, address=address, use_ray=ray,
-            track=_tracking(smooth_coeff, track_det_thresh, track_low_thresh, track_buffer) if track else None,
-            resources=Resources(actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor),
-        ).validate()
+        cfg.validate()
     except (ConfigError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from err
-    _run_and_report(cfg)
-
-
-SMOOTH_HELP = "One-Euro min cutoff for pose (official -sc); smaller is smoother."
-DET_HELP = "Tracker: detections above this confidence start and extend tracks (official 0.12)."
-LOW_HELP = "Tracker: detections above this (and below --det-thresh) only extend tracks (official 0.05)."
-BUFFER_HELP = "Tracker: frames a lost track is kept for re-identification (official 60 at 30 fps)."
-
-
-def _tracking(smooth_coeff: float, det_thresh: float, low_thresh: float, buffer: int) -> TrackingSettings:
-    if not 0 <= low_thresh <= det_thresh:
-        raise ValueError("tracker thresholds must satisfy 0 <= low <= det")
-    if smooth_coeff <= 0 or buffer < 0:
-        raise ValueError("--smooth-coeff must be > 0 and --track-buffer >= 0")
-    return TrackingSettings(TrackerConfig(det_thresh=det_thresh, low_thresh=low_thresh, track_buffer=buffer),
-                            SmoothingConfig(smooth_coeff=smooth_coeff))
-
-
-def _run_and_report(cfg: InferConfig) -> None:
-    from tqdm import tqdm
-
-    from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError
-    from jobs.infer import RunSummary, run_infer
-    from pipelines.jobstate import JobMismatchError
-    from pipelines.readers import InputError
-
-    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-
-    def progress(summary: RunSummary, total: int) -> None:
-        bar.total = total
-        bar.update(summary.frames - bar.n)
-        bar.set_postfix(persons=summary.persons, errors=summary.errors)
-
-    try:
-        summary = run_infer(cfg, progress)
-    except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ValueError) as err:
-        bar.close()
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    bar.close()
-    typer.echo(summary.line() + f"\nresults: {cfg.output}")
+        fail(err, 2)
+    run_infer_and_report(cfg)
 
 
 @app.command()
@@ -171,10 +159,9 @@ def demo(
     """Run the whole infer path on a small built-in corpus, offline, with synthetic weights."""
     from jobs.demo import prepare_demo_assets
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if model not in ("romp", "bev"):
-        console.print(f"[red]error:[/red] model must be romp or bev, not {model!r}")
-        raise typer.Exit(2)
+        fail(f"model must be romp or bev, not {model!r}", 2)
     typer.echo(
         "NOTE: no official weights or SMPL files are used here. The demo generates a synthetic SMPL set and a\n"
         "random-initialised checkpoint in the official formats: the results exercise every stage but are NOT\n"
@@ -185,7 +172,7 @@ def demo(
         inputs=assets.inputs, model=model, checkpoint=str(assets.checkpoint), body_models=str(assets.body_models),
         output=str(workdir / f"results-{model}"), settings=PredictorSettings(device=device), overwrite=True,
     ).validate()
-    _run_and_report(cfg)
+    run_infer_and_report(cfg)
     import pandas as pd
 
     table = pd.read_parquet(cfg.output)
@@ -194,32 +181,86 @@ def demo(
 
 @app.command("track")
 def track_command(
-    results: Annotated[str, typer.Argument(help="Results dataset (folder or s3:// prefix) to re-track.")],
-    output: Annotated[str, typer.Option(help="New dataset with track_id and the *_smoothed columns.")],
+    ctx: typer.Context,
+    results: Annotated[str | None, typer.Argument(help="Results dataset (folder or s3:// prefix) to re-track.")] = None,
+    output: Annotated[str | None, typer.Option(help="New dataset with track_id and the *_smoothed columns.")] = None,
     smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
     det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
     low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
     track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --output holds.")] = False,
+    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Track people through the videos of an existing results dataset, without re-running the network."""
-    from jobs.track import TrackingError, track_dataset
+    setup_logging(verbose)
+    values = dict(locals())
+    paths = {"results": "results", "output": "output", "overwrite": "overwrite",
+             **{k: f"settings.{v}" for k, v in TRACK_PATHS.items()}}
+    if not 0 <= low_thresh <= det_thresh:
+        fail("tracker thresholds must satisfy 0 <= low <= det", 2)
+    given = explicit_params(ctx)
+    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
+    explicit = {k: v for k, v in flags_tree(values, paths, given).items() if v is not None}
+    job = resolve("track", flags, explicit, spec)
+    if dry_run:
+        print_spec("track", job)
+        return
+    run_job("track", job)
 
-    _setup_logging(verbose)
-    try:
-        settings = _tracking(smooth_coeff, det_thresh, low_thresh, track_buffer)
-        summary = track_dataset(results, output, settings, overwrite)
-    except (TrackingError, ValueError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    typer.echo(summary.line() + f"\nresults: {output}")
+
+@app.command()
+def leaderboard(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(help="Folder for leaderboard.md and a self-contained index.html.")
+                      ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help="MLflow experiments to read (repeatable).")] = None,
+    registry: Annotated[Path | None, typer.Option(help="Reported-results YAML (default: the bundled one).")] = None,
+    run_url: Annotated[str | None, typer.Option(
+        help="Link template for runs, e.g. http://mlflow:5000/#/experiments/1/runs/{run_id}.")] = None,
+    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
+) -> None:
+    """Tables per benchmark / split / track / protocol / evaluator version from MLflow runs and published results."""
+    values = {"output": str(output) if output else None, "tracking_uri": tracking_uri,
+              "experiment": list(experiment) if experiment else None,
+              "registry": str(registry) if registry else None, "run_url": run_url}
+    paths = {"output": "output", "tracking_uri": "tracking_uri", "experiment": "experiments", "registry": "registry",
+             "run_url": "run_url"}
+    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
+    explicit = {k: v for k, v in flags_tree(values, paths, explicit_params(ctx)).items() if v is not None}
+    job = resolve("leaderboard", flags, explicit, spec)
+    if dry_run:
+        print_spec("leaderboard", job)
+        return
+    run_job("leaderboard", job)
+
+
+@app.command("run")
+def run_command(
+    spec: Annotated[Path, typer.Argument(help="Job spec file (YAML/TOML): infer, eval, track or leaderboard.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a job spec here (embedded Ray), or inside a Ray job when submitted."""
+    setup_logging(verbose)
+    kind, config = load_any_spec(spec)
+    if dry_run:
+        print_spec(kind, config)
+        return
+    if kind == "infer":
+        try:
+            config.validate()
+        except (ConfigError, ValueError) as err:
+            fail(err, 2)
+    raise typer.Exit(run_job(kind, config))
 
 
 export_app = typer.Typer(help="Export results to other formats.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate results against benchmark ground truth.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-app.add_typer(eval_app, name="eval")
 
 
 @export_app.command("mot")
@@ -234,149 +275,11 @@ def export_mot(
     try:
         sequences = load_tracks(results)
     except (FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        fail(err)
     output.mkdir(parents=True, exist_ok=True)
     for name, seq in sequences.items():
         (output / f"{name}.txt").write_text(format_mot(seq))
     typer.echo(f"{len(sequences)} sequences written to {output}")
-
-
-@eval_app.command("tracking")
-def eval_tracking(
-    results: Annotated[str, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")],
-    gt: Annotated[str, typer.Option(help="MOTChallenge ground truth: <seq>/gt/gt.txt or <seq>.txt per video.")],
-    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
-    iou: Annotated[float, typer.Option(help="IoU needed for a match in CLEAR-MOT / ID metrics.")] = 0.5,
-    mlflow_uri: Annotated[str | None, typer.Option(
-        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
-    split: Annotated[str, typer.Option(help="Dataset/split name recorded with the run (leaderboard key).")] = "custom",
-) -> None:
-    """MOTA, IDF1, IDP, IDR, ID switches, FP, FN (motmetrics) and HOTA, DetA, AssA (TrackEval's definition)."""
-    import json
-
-    from eval.mlflow_log import log_run
-    from eval.mot_format import MotFormatError
-    from eval.tracking_job import evaluate_dataset
-
-    try:
-        report = evaluate_dataset(gt, results, iou)
-    except (MotFormatError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    payload = {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou, "overall": report.overall,
-               "per_sequence": report.per_sequence, "sequences_without_predictions": report.missing}
-    if mlflow:
-        from eval.job import EVALUATOR_VERSION
-
-        params = {"benchmark": "tracking", "split": split, "track": "smpl", "protocol": "official",
-                  "evaluator_version": EVALUATOR_VERSION, "predictions": results, "gt": gt, "iou": iou}
-        payload["mlflow_run_id"] = log_run("meshfleet-eval", "tracking", params, report.overall,
-                                           {"metrics.json": payload}, mlflow_uri, tags={"benchmark": "tracking"})
-    if output:
-        output.write_text(json.dumps(payload, indent=2))
-    o = report.overall
-    typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
-               f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
-               f"FN {int(o['num_misses'])}")
-
-
-@app.command()
-def leaderboard(
-    output: Annotated[Path, typer.Option(help="Folder for leaderboard.md and a self-contained index.html.")],
-    tracking_uri: Annotated[str | None, typer.Option(
-        help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
-    experiment: Annotated[list[str] | None, typer.Option(help="MLflow experiments to read (repeatable).")] = None,
-    registry: Annotated[Path | None, typer.Option(help="Reported-results YAML (default: the bundled one).")] = None,
-    run_url: Annotated[str | None, typer.Option(
-        help="Link template for runs, e.g. http://mlflow:5000/#/experiments/1/runs/{run_id}.")] = None,
-) -> None:
-    """Tables per benchmark / split / track / protocol / evaluator version from MLflow runs and published results."""
-    from eval.leaderboard import RegistryError
-    from eval.leaderboard_job import REGISTRY, LeaderboardJob, run_leaderboard
-
-    try:
-        tables = run_leaderboard(LeaderboardJob(output, tracking_uri, tuple(experiment or ("meshfleet-eval",)),
-                                                registry or REGISTRY, run_url))
-    except (RegistryError, OSError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
-    runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
-    typer.echo(f"{len(tables)} tables, {runs} runs -> {output / 'leaderboard.md'}, {output / 'index.html'}")
-
-
-def _benchmark_command(benchmark: str) -> None:
-    """Register ``meshfleet eval <benchmark>`` with the options every evaluator shares."""
-
-    def command(
-        predictions: Annotated[str | None, typer.Option(
-            help="meshfleet results (folder or s3:// prefix) or the benchmark's official prediction "
-                 "format; omit with --checkpoint to run inference first.")] = None,
-        data: Annotated[str | None, typer.Option(help="Benchmark folder as distributed.")] = None,
-        annots: Annotated[str | None, typer.Option(help="Relative Human: the {split}_annots.npz file.")] = None,
-        protocol: Annotated[str, typer.Option(help="official (as coded, quirks included) or fixed.")] = "official",
-        output_json: Annotated[Path | None, typer.Option(help="Write the flat metrics JSON here.")] = None,
-        body_models: Annotated[str | None, typer.Option(
-            "--body-models", help="SMPL files (AGORA / 3DPW ground truth; inference).")] = None,
-        split: Annotated[str | None, typer.Option(help="Split name recorded with the run (val, test...).")] = None,
-        checkpoint: Annotated[str | None, typer.Option(help="Run inference with this checkpoint first.")] = None,
-        model: Annotated[str, typer.Option(help="Model for --checkpoint: romp or bev.")] = "bev",
-        images: Annotated[list[str] | None, typer.Option(
-            help="Inputs for --checkpoint (default: the benchmark's image folder).")] = None,
-        infer_output: Annotated[str | None, typer.Option(help="Where --checkpoint writes its results.")] = None,
-        center_thresh: Annotated[float | None, typer.Option(help="Inference threshold (see infer).")] = None,
-        nms_thresh: Annotated[float | None, typer.Option(help="Inference NMS (see infer).")] = None,
-        relative_scale_thresh: Annotated[float | None, typer.Option(help="See infer.")] = None,
-        crowd: Annotated[bool, typer.Option("--crowd/--no-crowd", help="See infer.")] = False,
-        device: Annotated[str, typer.Option(help="Inference device.")] = "auto",
-        mlflow_uri: Annotated[str | None, typer.Option(
-            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
-        mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
-        address: Annotated[str | None, typer.Option(help="Ray cluster (default: embedded local Ray).")] = None,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-    ) -> None:
-        from core.smpl_pickle import UnsafePickleError
-        from eval.common import EvalConfig, EvalError
-        from eval.job import EvalJob, run_eval
-        from jobs.infer import ensure_ray, run_infer
-
-        _setup_logging(verbose)
-        try:
-            infer_cfg = None
-            if checkpoint:
-                if not (body_models and (images or data) and infer_output):
-                    raise ConfigError("--checkpoint needs --body-models, --infer-output and --images (or --data)")
-                infer_cfg = InferConfig(
-                    inputs=tuple(images or [data or ""]), model=model, checkpoint=checkpoint,
-                    body_models=body_models, output=infer_output, address=address,
-                    settings=PredictorSettings(center_thresh=center_thresh, nms_thresh=nms_thresh,
-                                               relative_scale_thresh=relative_scale_thresh, crowd=crowd,
-                                               bev_variant=bev_variant_for(checkpoint), device=device),
-                ).validate()
-            elif not predictions:
-                raise ConfigError("give --predictions, or --checkpoint to run inference first")
-            cfg = EvalConfig(benchmark=benchmark, predictions=predictions or "", protocol=protocol, data=data,
-                             annots=annots, body_models=body_models, split=split)
-            started = ensure_ray(address)
-            try:
-                payload, _ = run_eval(EvalJob(cfg, output_json, mlflow_uri, mlflow, infer_cfg), run_infer)
-            finally:
-                if started:
-                    import ray
-
-                    ray.shutdown()
-        except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(1) from err
-        typer.echo(json.dumps(payload, indent=2, default=float))
-
-    command.__doc__ = f"Evaluate on {benchmark} with the official protocol (or --protocol fixed)."
-    eval_app.command(benchmark)(command)
-
-
-for _benchmark in ("agora", "relative-human", "cmu-panoptic", "3dpw"):
-    _benchmark_command(_benchmark)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -96,11 +96,17 @@ def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
 
 
 def ensure_ray(address: str | None) -> bool:
-    """Connect to ``address`` or start an embedded local Ray; True if this call started it."""
+    """Connect to ``address`` or start an embedded local Ray; True if this call started it.
+
+    Inside a Ray job (``meshfleet submit``) the job's own cluster, given by ``RAY_ADDRESS``, is used.
+    """
     import ray
 
     if ray.is_initialized():
         return False
+    inherited = os.environ.get("RAY_ADDRESS", "")
+    if not address and inherited and not inherited.startswith("http"):
+        address = inherited
     if address:
         runtime_env = None
         if address.startswith("ray://"):  # client mode: ship our packages to the cluster

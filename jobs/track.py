@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
@@ -41,6 +41,16 @@ THREADS = 8
 
 class TrackingError(RuntimeError):
     """The results dataset cannot be tracked (unknown model, mixed models, unordered chunks)."""
+
+
+@dataclass(frozen=True)
+class TrackJob:
+    """``meshfleet track``: re-track ``results`` into ``output``."""
+
+    results: str
+    output: str
+    settings: TrackingSettings = field(default_factory=TrackingSettings)
+    overwrite: bool = False
 
 
 @dataclass
@@ -153,11 +163,11 @@ def _tracked_schema(model: str, meta: dict, settings: TrackingSettings) -> pa.Sc
 def _pad(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     """Untracked rows in the tracked schema: smoothed = raw, track_id null."""
     columns = []
-    for field in schema:
-        if field.name in rows.column_names:
-            columns.append(rows.column(field.name).cast(field.type))
-        elif field.name.endswith("_smoothed"):
-            columns.append(rows.column(field.name.removesuffix("_smoothed")).cast(field.type))
+    for column in schema:
+        if column.name in rows.column_names:
+            columns.append(rows.column(column.name).cast(column.type))
+        elif column.name.endswith("_smoothed"):
+            columns.append(rows.column(column.name.removesuffix("_smoothed")).cast(column.type))
         else:
-            columns.append(pa.nulls(rows.num_rows, field.type))
+            columns.append(pa.nulls(rows.num_rows, column.type))
     return pa.Table.from_arrays(columns, schema=schema)

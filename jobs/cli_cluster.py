@@ -1,0 +1,158 @@
+"""``meshfleet submit`` and ``meshfleet jobs``: the Ray Jobs API front door."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.cli_common import fail, load_any_spec, print_spec, run_job, setup_logging
+from jobs.specs import dump_spec
+
+jobs_app = typer.Typer(help="Jobs on a Ray cluster (Ray Jobs API).", no_args_is_help=True)
+
+PACKAGES = ("core", "pipelines", "jobs", "eval")
+SPEC_NAME = "_meshfleet_spec.yaml"
+FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                 "AWS_REGION", "AWS_ENDPOINT_URL", "MESHFLEET_CACHE")
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+ADDRESS_HELP = "Ray dashboard / job server, e.g. http://HEAD:8265 (or $RAY_ADDRESS)."
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def stage_working_dir(spec_text: str) -> Path:
+    """A working_dir for the job: meshfleet's packages and the resolved spec (no venv, no tests)."""
+    stage = Path(tempfile.mkdtemp(prefix="meshfleet-submit-"))
+    root = project_root()
+    for package in PACKAGES:
+        shutil.copytree(root / package, stage / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(root / "pyproject.toml", stage / "pyproject.toml")
+    (stage / SPEC_NAME).write_text(spec_text)
+    return stage
+
+
+def forwarded_env(names: list[str]) -> dict[str, str]:
+    """Values of the named (and the standard) variables that are set here; never printed."""
+    wanted = list(dict.fromkeys([*FORWARDED_ENV, *names]))
+    return {name: os.environ[name] for name in wanted if name in os.environ}
+
+
+def _client(address: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    target = address or os.environ.get("RAY_ADDRESS")
+    if not target:
+        fail("give --address http://HEAD:8265 (or set RAY_ADDRESS)", 2)
+    try:
+        return JobSubmissionClient(target)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        fail(f"cannot reach the Ray job server at {target}: {err}")
+
+
+def follow(client, job_id: str, poll_s: float = 1.0) -> str:
+    """Stream a job's logs until it ends; returns the final status."""
+    printed = 0
+    while True:
+        status = str(client.get_job_status(job_id)).split(".")[-1]
+        logs = client.get_job_logs(job_id)
+        if len(logs) > printed:
+            typer.echo(logs[printed:], nl=False)
+            printed = len(logs)
+        if status in TERMINAL:
+            return status
+        time.sleep(poll_s)
+
+
+def submit(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML/TOML): infer, eval, track or leaderboard.")],
+    address: Annotated[str | None, typer.Option(help=ADDRESS_HELP + " Without it the job runs here.")] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        help="Extra environment variable to pass to the job (repeatable); MLflow and AWS ones are passed "
+             "when set. Values are never printed or logged.")] = None,
+    follow_logs: Annotated[bool, typer.Option("--follow", help="Stream the logs until the job ends.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a job spec on a Ray cluster through the Ray Jobs API (or here, on the embedded Ray)."""
+    setup_logging(verbose)
+    kind, config = load_any_spec(spec)
+    if dry_run:
+        print_spec(kind, config)
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if not target:
+        if kind == "infer":
+            config.validate()
+        raise typer.Exit(run_job(kind, config))
+    client = _client(target)
+    variables = forwarded_env(env or [])
+    stage = stage_working_dir(dump_spec(kind, config))
+    try:
+        job_id = client.submit_job(
+            entrypoint=f"python -m jobs.cli run {SPEC_NAME}",
+            runtime_env={"working_dir": str(stage), "env_vars": variables},
+            metadata={"meshfleet_kind": kind},
+        )
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    names = ", ".join(sorted(variables)) or "none"
+    typer.echo(f"submitted {kind} job {job_id} to {target} (environment passed: {names})")
+    if follow_logs:
+        status = follow(client, job_id)
+        typer.echo(f"job {job_id}: {status}")
+        if status != "SUCCEEDED":
+            raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list(address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None) -> None:
+    """Jobs known to the cluster, newest last."""
+    for job in _client(address).list_jobs():
+        kind = (job.metadata or {}).get("meshfleet_kind", "-")
+        typer.echo(f"{job.submission_id}\t{str(job.status).split('.')[-1]}\t{kind}\t{job.entrypoint}")
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None) -> None:
+    """Status of one job (and its error message if it failed)."""
+    info = _client(address).get_job_info(job_id)
+    typer.echo(f"{job_id}\t{str(info.status).split('.')[-1]}" + (f"\t{info.message}" if info.message else ""))
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: str,
+    address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None,
+    follow_logs: Annotated[bool, typer.Option("--follow", help="Keep streaming until the job ends.")] = False,
+) -> None:
+    """A job's driver logs."""
+    client = _client(address)
+    if follow_logs:
+        status = follow(client, job_id)
+        raise typer.Exit(0 if status == "SUCCEEDED" else 1)
+    typer.echo(client.get_job_logs(job_id), nl=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(
+    job_id: str,
+    address: Annotated[str | None, typer.Option(help=ADDRESS_HELP)] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the job has stopped.")] = True,
+) -> None:
+    """Stop a running job."""
+    client = _client(address)
+    client.stop_job(job_id)
+    status = str(client.get_job_status(job_id)).split(".")[-1]
+    while wait and status not in TERMINAL:
+        time.sleep(0.5)
+        status = str(client.get_job_status(job_id)).split(".")[-1]
+    typer.echo(f"{job_id}\t{status}")

@@ -1,0 +1,181 @@
+"""Pieces every CLI command shares: output, logging, spec resolution, running a resolved job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from core.settings import bev_variant_for
+from jobs.specs import KINDS, SpecError, dump_spec, from_dict, load_spec, merge, read_spec_file, to_dict
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # Ray Data logs every execution plan at INFO
+        logging.getLogger("ray").setLevel(logging.WARNING)
+
+
+def fail(err: Exception | str, code: int = 1) -> NoReturn:
+    console.print(f"[red]error:[/red] {err}")
+    raise typer.Exit(code)
+
+
+def explicit_params(ctx: typer.Context) -> set[str]:
+    """Names of the options given on the command line (not defaults)."""
+    given = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.add(name)
+    return given
+
+
+def set_path(tree: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def flags_tree(values: dict[str, Any], paths: dict[str, str], only: set[str] | None = None) -> dict:
+    """Nested config data from CLI values: ``paths`` maps option names to dotted config keys."""
+    tree: dict = {}
+    for name, path in paths.items():
+        if only is None or name in only:
+            set_path(tree, path, values[name])
+    return tree
+
+
+def resolve(kind: str, flags: dict, explicit: dict, spec: Path | None) -> Any:
+    """Defaults < spec file < options given on the command line; strict conversion."""
+    data = flags if spec is None else merge(_section(spec, kind), explicit)
+    if kind in ("infer",) and isinstance(data.get("settings"), dict):
+        settings = data["settings"]
+        if settings.get("bev_variant") in (None, "auto"):
+            settings["bev_variant"] = bev_variant_for(data.get("checkpoint"))
+    try:
+        return from_dict(KINDS[kind], data, kind)
+    except SpecError as err:
+        fail(err, 2)
+
+
+def _section(spec: Path, kind: str) -> dict:
+    try:
+        data = read_spec_file(spec)
+    except SpecError as err:
+        fail(err, 2)
+    if data.get("kind") != kind:
+        fail(f"{spec}: kind is {data.get('kind')!r}, this command runs '{kind}' specs", 2)
+    unknown = sorted(set(data) - {"kind", kind})
+    if unknown:
+        fail(f"{spec}: {unknown[0]}: unknown key", 2)
+    section = data.get(kind) or {}
+    if not isinstance(section, dict):
+        fail(f"{spec}: {kind}: expected a mapping", 2)
+    return section
+
+
+def print_spec(kind: str, config: Any) -> None:
+    """``--dry-run``: the fully resolved spec, as YAML, on stdout."""
+    typer.echo(dump_spec(kind, config), nl=False)
+
+
+def run_job(kind: str, config: Any) -> int:
+    """Run a resolved job in this process (embedded Ray, or RAY_ADDRESS inside a Ray job)."""
+    if kind == "infer":
+        return run_infer_and_report(config)
+    if kind == "track":
+        from jobs.track import TrackingError, track_dataset
+
+        try:
+            summary = track_dataset(config.results, config.output, config.settings, config.overwrite)
+        except (TrackingError, ValueError, FileNotFoundError) as err:
+            fail(err)
+        typer.echo(summary.line() + f"\nresults: {config.output}")
+        return 0
+    if kind == "leaderboard":
+        from eval.leaderboard import RegistryError
+        from eval.leaderboard_job import run_leaderboard
+
+        try:
+            tables = run_leaderboard(config)
+        except (RegistryError, OSError) as err:
+            fail(err)
+        runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
+        typer.echo(f"{len(tables)} tables, {runs} runs -> {config.output / 'leaderboard.md'}, "
+                   f"{config.output / 'index.html'}")
+        return 0
+    if kind == "eval":
+        return run_eval_and_report(config)
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def run_infer_and_report(cfg: Any) -> int:
+    from tqdm import tqdm
+
+    from core.checkpoints import CheckpointError
+    from core.smpl_pickle import BodyModelFileError
+    from jobs.config import ConfigError
+    from jobs.infer import RunSummary, run_infer
+    from pipelines.jobstate import JobMismatchError
+    from pipelines.readers import InputError
+
+    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def progress(summary: RunSummary, total: int) -> None:
+        bar.total = total
+        bar.update(summary.frames - bar.n)
+        bar.set_postfix(persons=summary.persons, errors=summary.errors)
+
+    try:
+        summary = run_infer(cfg, progress)
+    except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError) as err:
+        bar.close()
+        fail(err)
+    bar.close()
+    typer.echo(summary.line() + f"\nresults: {cfg.output}")
+    return 0
+
+
+def run_eval_and_report(spec: Any) -> int:
+    import json
+
+    from core.smpl_pickle import UnsafePickleError
+    from eval.common import EvalError
+    from eval.job import run_eval
+    from jobs.config import ConfigError
+    from jobs.infer import ensure_ray, run_infer
+
+    job = spec.job()
+    try:
+        started = ensure_ray(getattr(job.infer, "address", None))
+        try:
+            payload, _ = run_eval(job, run_infer)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
+        fail(err)
+    typer.echo(json.dumps(payload, indent=2, default=float))
+    return 0
+
+
+def load_any_spec(path: Path) -> tuple[str, Any]:
+    try:
+        return load_spec(path)
+    except SpecError as err:
+        fail(err, 2)
+
+
+__all__ = ["console", "setup_logging", "fail", "explicit_params", "flags_tree", "resolve", "print_spec", "run_job",
+           "load_any_spec", "to_dict"]
