@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from core.settings import PredictorSettings
+from jobs.cli import app
+from jobs.config import InferConfig
+from jobs.specs import SpecError, dump_spec, load_spec, parse_spec, to_dict
+from pipelines.ray_job import Resources
+from pipelines.tracking import TrackingSettings
+
+runner = CliRunner()
+
+
+def infer_spec(**changes) -> dict:
+    section = {"inputs": ["/data/a.jpg", "/data/clip.mp4"], "model": "bev", "checkpoint": "/models/BEV.pth",
+               "body_models": "/models/smpl", "output": "/out/results",
+               "settings": {"precision": "bf16", "center_thresh": 0.2}, "resources": {"actors": 4}}
+    section.update(changes)
+    return {"kind": "infer", "infer": section}
+
+
+def test_round_trip_of_every_kind(tmp_path):
+    cfg = InferConfig(inputs=("/a.jpg",), model="romp", checkpoint="/c.pkl", body_models="/b", output="s3://x/y",
+                      settings=PredictorSettings(crowd=False, batch_size=4), resources=Resources(actors=2),
+                      track=TrackingSettings())
+    kind, back = parse_spec(yaml.safe_load(dump_spec("infer", cfg)))
+    assert kind == "infer" and back == cfg
+    for text in ("kind: leaderboard\nleaderboard: {output: /tmp/board, experiments: [a, b]}\n",
+                 "kind: track\ntrack: {results: /r, output: /o, settings: {smoothing: {smooth_coeff: 1.5}}}\n",
+                 "kind: eval\neval: {config: {benchmark: cmu-panoptic, predictions: /p, data: /d, protocol: fixed},"
+                 " output_json: /m.json}\n"):
+        path = tmp_path / "s.yaml"
+        path.write_text(text)
+        kind, job = load_spec(path)
+        assert parse_spec(yaml.safe_load(dump_spec(kind, job))) == (kind, job)
+    toml = tmp_path / "s.toml"
+    toml.write_text('kind = "track"\n[track]\nresults = "/r"\noutput = "/o"\noverwrite = true\n')
+    assert load_spec(toml)[1].overwrite is True
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"settings": {"precison": "bf16"}}, "infer.settings.precison: unknown key"),
+    ({"settings": {"precision": "int8"}}, "infer.settings: precision must be one of"),
+    ({"resources": {"actors": "four"}}, "infer.resources.actors: expected an integer"),
+    ({"inputs": "/data/a.jpg"}, "infer.inputs: expected a list"),
+    ({"track": {"tracker": {"det_thresh": "high"}}}, "infer.track.tracker.det_thresh: expected a number"),
+    ({"overwrite": "yes"}, "infer.overwrite: expected true/false"),
+    ({"colour": "red"}, "infer.colour: unknown key"),
+])
+def test_bad_keys_and_values_are_named(change, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec(infer_spec(**change))
+
+
+def test_missing_and_foreign_keys():
+    data = infer_spec()
+    del data["infer"]["output"]
+    with pytest.raises(SpecError, match="infer.output: missing required key"):
+        parse_spec(data)
+    with pytest.raises(SpecError, match="kind: expected one of"):
+        parse_spec({"kind": "train"})
+    with pytest.raises(SpecError, match="eval: unknown key"):
+        parse_spec({**infer_spec(), "eval": {}})
+
+
+def test_dry_run_prints_the_resolved_spec_and_flags_override_it(tmp_path):
+    spec = tmp_path / "infer.yaml"
+    spec.write_text(yaml.safe_dump(infer_spec()))
+    result = runner.invoke(app, ["infer", "--spec", str(spec), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    kind, from_file = load_spec(spec)
+    assert printed == yaml.safe_load(dump_spec(kind, from_file)) == {"kind": "infer", "infer": to_dict(from_file)}
+    result = runner.invoke(app, ["infer", "--spec", str(spec), "--dry-run", "--center-thresh", "0.3",
+                                 "--actors", "1", "--track", "--smooth-coeff", "1.5"])
+    printed = yaml.safe_load(result.output)["infer"]
+    assert printed["settings"]["center_thresh"] == 0.3 and printed["settings"]["precision"] == "bf16"
+    assert printed["resources"]["actors"] == 1 and printed["track"]["smoothing"]["smooth_coeff"] == 1.5
+    assert printed["settings"]["bev_variant"] == "bev"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(infer_spec(settings={"precison": "bf16"})))
+    result = runner.invoke(app, ["infer", "--spec", str(bad), "--dry-run"])
+    assert result.exit_code == 2 and "infer.settings.precison: unknown key" in result.output
+    result = runner.invoke(app, ["run", str(spec), "--dry-run"])
+    assert result.exit_code == 0 and yaml.safe_load(result.output)["kind"] == "infer"
+
+
+def test_eval_and_leaderboard_dry_runs(tmp_path):
+    result = runner.invoke(app, ["eval", "cmu-panoptic", "--predictions", "/p", "--data", "/d", "--protocol",
+                                 "fixed", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)["eval"]
+    assert printed["config"] == {"benchmark": "cmu-panoptic", "predictions": "/p", "protocol": "fixed", "data": "/d",
+                                 "annots": None, "body_models": None, "split": None}
+    result = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--experiment", "x", "--dry-run"])
+    assert yaml.safe_load(result.output)["leaderboard"]["experiments"] == ["x"]
+    assert Path(yaml.safe_load(result.output)["leaderboard"]["output"]) == tmp_path
