@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png, read_results
+from eval.matching import greedy_official, keypoint_box_iou, spectral_cost
 from eval.safe_pickle import load_pickle
 from pipelines.schema import column_array
 from pipelines.storage import join, list_files
@@ -277,53 +278,16 @@ def prepare_gt(frame: FrameGT, protocol: str) -> GTPeople:
     return GTPeople(ids, kp2d.astype(np.float64), kp3d.astype(np.float64), in_image)
 
 
-def keypoint_box_iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of the boxes around two (J, 2) point sets, pixel-inclusive (+1) areas as the official
-    ``get_bbx_overlap`` (which asserts non-degenerate boxes; computed here regardless)."""
-    lo_p, hi_p = np.min(pred, axis=0), np.max(pred, axis=0)
-    lo_g, hi_g = np.min(gt, axis=0), np.max(gt, axis=0)
-    inter_w = max(0, min(hi_p[0], hi_g[0]) - max(lo_p[0], lo_g[0]) + 1)
-    inter_h = max(0, min(hi_p[1], hi_g[1]) - max(lo_p[1], lo_g[1]) + 1)
-    inter = inter_w * inter_h
-    area_p = (hi_p[0] - lo_p[0] + 1) * (hi_p[1] - lo_p[1] + 1)
-    area_g = (hi_g[0] - lo_g[0] + 1) * (hi_g[1] - lo_g[1] + 1)
-    return float(inter / float(area_p + area_g - inter))
-
-
-def match_cost(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(P, J, 2), (G, J, 2), (G, J) bool -> (P, G): the matrix 2-norm (largest singular value) of
-    the (K, 2) difference over the GT's valid joints, i.e. ``np.linalg.norm(diff, 2)``."""
-    cost = np.empty((len(pred), len(gt)))
-    for p in range(len(pred)):
-        for g in range(len(gt)):
-            cost[p, g] = np.linalg.norm(pred[p][valid[g]] - gt[g][valid[g]], 2)
-    return cost
-
-
 def match_greedy(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray,
                  iou_thresh: float = IOU_THRESH) -> Matching:
     """Greedy 2D matching of predicted (P, J, 2) to GT (G, J, 2) people, as the official
-    ``match_2d_greedy`` (no ``valid`` people list): pairs are visited by increasing cost (ties:
-    lower pred, then lower GT index); a pair is accepted if both are free and IoU >= thresh; a
-    visited pair with IoU < thresh increments a counter, and the loop stops once
-    #matched preds + counter >= P or every GT is matched."""
-    n_pred, n_gt = len(pred), len(gt)
-    cost = match_cost(pred, gt, valid).reshape(-1)
-    order = np.argsort(np.where(np.isnan(cost), -np.inf, cost), kind="stable")  # argmin picks NaN first
-    pred_done, gt_done = np.zeros(n_pred, bool), np.zeros(n_gt, bool)
-    low_iou = 0
-    pairs: list[tuple[int, int]] = []
-    for flat in order:
-        if gt_done.all() or pred_done.sum() + low_iou >= n_pred:
-            break
-        p, g = divmod(int(flat), n_gt)
-        iou = keypoint_box_iou(pred[p], gt[g])
-        if iou < iou_thresh:
-            low_iou += 1
-        elif not pred_done[p] and not gt_done[g]:
-            pairs.append((p, g))
-            pred_done[p] = gt_done[g] = True
-    return Matching(pairs, np.flatnonzero(~pred_done).tolist(), np.flatnonzero(~gt_done).tolist())
+    ``match_2d_greedy`` without a valid-people list (:func:`eval.matching.greedy_official`): cost =
+    spectral norm over the GT's ``valid`` (G, J) joints, IoU of the boxes of all J points."""
+    result = greedy_official(spectral_cost(pred, gt, valid), lambda p, g: keypoint_box_iou(pred[p], gt[g]), iou_thresh)
+    matched_pred = {p for p, _ in result.pairs}
+    matched_gt = {g for _, g in result.pairs}
+    return Matching(result.pairs, [p for p in range(len(pred)) if p not in matched_pred],
+                    [g for g in range(len(gt)) if g not in matched_gt])
 
 
 def person_errors(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, protocol: str) -> np.ndarray:

@@ -54,8 +54,8 @@ BENCHMARKS = {
             _lower("kid_mpjpe", "kid MPJPE"), _higher("kid_f1", "kid F1"),
         ), "nmve", ("validation", "test"), ("smpl", "smplx")),
         Benchmark("relative-human", "Relative Human", (
-            _higher("pcrd", "PCRD"), _higher("pcrd_baby", "PCRD baby"), _higher("pcrd_kid", "PCRD kid"),
-            _higher("pcrd_teen", "PCRD teen"), _higher("pcrd_adult", "PCRD adult"), _higher("mpckh", "mPCKh", 3),
+            _higher("pcrd", "PCRD %"), _higher("pcrd_baby", "PCRD baby"), _higher("pcrd_kid", "PCRD kid"),
+            _higher("pcrd_teen", "PCRD teen"), _higher("pcrd_adult", "PCRD adult"), _higher("mpckh", "mPCKh %", 1),
             _higher("f1", "F1"), _higher("precision", "Precision"), _higher("recall", "Recall"),
         ), "pcrd", ("val", "test")),
         Benchmark("cmu-panoptic", "CMU Panoptic", (

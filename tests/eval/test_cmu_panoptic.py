@@ -21,13 +21,12 @@ from core.smpl_pickle import UnsafePickleError
 from eval.cmu_panoptic import (
     FrameGT,
     evaluate,
-    keypoint_box_iou,
     load_annotation_file,
-    match_cost,
     match_greedy,
     prepare_gt,
 )
 from eval.common import EvalConfig, EvalError
+from eval.matching import keypoint_box_iou, spectral_cost
 from pipelines.schema import FrameRef, error_table, predictions_table, results_schema
 
 # By hand: J24_TO_H36M = [14,3,4,5,2,1,0,16,12,17,18,9,10,11,8,7,6] indexed by
@@ -274,7 +273,7 @@ def test_matching_cost_is_the_largest_singular_value():
     g1 = pred[0] + shift  # Frobenius 1.2 sqrt(14) = 4.49, spectral 1.2 sqrt(7) = 3.17
     gt = np.stack([g0, g1])
     valid = np.ones((2, 14), bool)
-    np.testing.assert_allclose(match_cost(pred, gt, valid), [[np.sqrt(14), 1.2 * np.sqrt(7)]])
+    np.testing.assert_allclose(spectral_cost(pred, gt, valid), [[np.sqrt(14), 1.2 * np.sqrt(7)]])
     m = match_greedy(pred, gt, valid)
     assert (m.pairs, m.false_positives, m.misses) == ([(0, 1)], [], [0])
 
