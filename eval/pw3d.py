@@ -8,10 +8,10 @@ ROMP's 3DPW test numbers come from ``python -m romp.test --configs_yml=configs/e
 
 * Frames (VIBE's ``threedpw_utils.read_data``, which built the db ROMP's loader reads):
   ``campose_valid`` and more than 6 of the 12 body keypoints of ``poses2d`` with confidence > 0.3.
-* Ground truth: SMPL of the person's gender ('m'/'f') with ``betas[:10]`` and ``poses``, the
-  global orientation turned into the camera by ``cam_poses[t, :3, :3]``; the camera translation
-  cancels in every root-aligned metric. (VIBE's db regressed these joints from SMPL_NEUTRAL; the
-  gendered model is the official 3DPW ground truth - see the README.)
+* Ground truth: SMPL_NEUTRAL with ``betas[:10]`` and ``poses``, the global orientation turned
+  into the camera by ``cam_poses[t, :3, :3]``, as VIBE's ``read_data`` built the db ROMP reads
+  (``smpl = SMPL(SMPL_MODEL_DIR, ...)``: the neutral model, whatever the person's gender); the
+  camera translation cancels in every root-aligned metric.
 * Joints: LSP-14 regressed from the mesh by ``J_regressor_h36m.npy`` (``H36M_TO_J14``); the
   predictions' same rows are ``joints[:, 54:68]`` (ROMP: ``joints_h36m17[:, :14]``).
 * Root: the midpoint of LSP R_Hip / L_Hip for both (``align_inds``); MPJPE x1000 = mm.
@@ -31,7 +31,8 @@ ROMP's 3DPW test numbers come from ``python -m romp.test --configs_yml=configs/e
   unlike TRACE's per-frame evaluator, where every 2-person frame hit it.
 
 ``official``: all of the above. ``fixed``: per-person Procrustes (:func:`eval.metrics.pa_mpjpe`)
-and the PVE ground-truth mesh from the person's gendered model.
+and the ground truth (joints and PVE mesh) from the person's gendered model ('m'/'f'), the
+official 3DPW ground truth.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Protocol:
 
     name: str
     batch_procrustes_quirk: bool  # reproduce the shape[0] in (2, 3) transpose test per 16-image batch
-    pve_gt_gendered: bool  # mesh the PVE ground truth with the gendered model (official: neutral)
+    gt_gendered: bool  # GT joints and PVE mesh from the gendered model (official: neutral, as VIBE's db)
 
 
 PROTOCOLS = {"official": Protocol("official", True, False), "fixed": Protocol("fixed", False, True)}
@@ -122,7 +123,7 @@ class SequenceTask:
     path: str
     body_models: str
     predictions: dict[int, FramePredictions]
-    pve_gt_gendered: bool
+    gt_gendered: bool
 
 
 @dataclass
@@ -359,11 +360,10 @@ def _gt_meshes(seq: Sequence, rows: list[dict], task: SequenceTask) -> tuple[np.
         people = np.array([rows[i]["gt_person"] for i in sel])
         frames = np.array([rows[i]["frame"] for i in sel])
         betas, poses, rot = seq.betas[people], seq.poses[people, frames], seq.cam_rot[frames]
-        model = _models(task.body_models, GT_GENDERS[gender])
+        model = _models(task.body_models, GT_GENDERS[gender] if task.gt_gendered else "neutral")
         body_joints, _ = _forward(model.smpl_forward, betas, poses)
         joints[sel] = align_hips(np.einsum("nij,nkj->nki", rot, body_joints[:, LSP14]))
-        pve_model = model if task.pve_gt_gendered else _models(task.body_models, "neutral")
-        pve_joints, pve_verts = _forward(pve_model.smpl_forward, betas, hands_zeroed(poses))
+        pve_joints, pve_verts = _forward(model.smpl_forward, betas, hands_zeroed(poses))
         verts[sel] = to_camera(pve_verts, pve_joints[:, 0], rot)
     return joints, verts
 
@@ -462,7 +462,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     protocol = PROTOCOLS[cfg.protocol]
     files = sequence_files(cfg.data, cfg.split)
     predictions = read_predictions(cfg.predictions)
-    tasks = [SequenceTask(f, cfg.body_models, predictions.get(Path(f).stem, {}), protocol.pve_gt_gendered)
+    tasks = [SequenceTask(f, cfg.body_models, predictions.get(Path(f).stem, {}), protocol.gt_gendered)
              for f in files]
     unseen = [Path(t.path).stem for t in tasks if not t.predictions]
     if unseen:
@@ -506,7 +506,8 @@ def _params(protocol: Protocol, cfg: EvalConfig, sequences: int) -> dict[str, An
         "pw3d_matching": "nearest_torso_center_non_exclusive",
         "pw3d_frames": f"campose_valid_and_>{MIN_KEYPOINTS}_keypoints_conf>{VIS_THRESH}",
         "pw3d_pa": f"batch_of_{BATCH_IMAGES}_images_quirk" if protocol.batch_procrustes_quirk else "per_person",
-        "pw3d_pve_gt_model": "gendered" if protocol.pve_gt_gendered else "neutral",
+        "pw3d_gt_model": "gendered" if protocol.gt_gendered else "neutral",
+        "pw3d_pve_gt_model": "gendered" if protocol.gt_gendered else "neutral",
     }
 
 
