@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
@@ -74,3 +75,44 @@ def _overall_clear(accumulators: list[mm.MOTAccumulator], names: list[str]) -> d
 
 def evaluate_dataset(gt_dir: str, results: str, iou: float = 0.5) -> TrackingEval:
     return evaluate(read_ground_truth(gt_dir), load_tracks(results), iou)
+
+
+@dataclass(frozen=True)
+class TrackingEvalJob:
+    """``meshfleet eval tracking``: a tracked results dataset (``results``) against MOTChallenge
+    ground truth (``gt``: ``<seq>/gt/gt.txt`` or ``<seq>.txt``); ``iou`` is the box IoU a match needs
+    in CLEAR-MOT / ID metrics; ``split`` names the dataset on the leaderboard."""
+
+    results: str
+    gt: str
+    output: Path | None = None
+    iou: float = 0.5
+    split: str = "custom"
+    mlflow_uri: str | None = None
+    use_mlflow: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou <= 1.0:
+            raise ValueError(f"iou must be in (0, 1], not {self.iou}")
+
+
+def run_tracking_eval(job: TrackingEvalJob) -> tuple[dict, TrackingEval]:
+    """Evaluate, log an MLflow run (experiment ``meshfleet-eval``) and write the JSON payload."""
+    import json
+
+    from eval.job import EVALUATOR_VERSION, EXPERIMENT
+    from eval.mlflow_log import log_run
+
+    report = evaluate_dataset(job.gt, job.results, job.iou)
+    payload = {"benchmark": "tracking", "results": job.results, "gt": job.gt, "iou": job.iou,
+               "overall": report.overall, "per_sequence": report.per_sequence,
+               "sequences_without_predictions": report.missing}
+    if job.use_mlflow:
+        params = {"benchmark": "tracking", "split": job.split, "track": "smpl", "protocol": "official",
+                  "evaluator_version": EVALUATOR_VERSION, "predictions": job.results, "gt": job.gt, "iou": job.iou}
+        payload["mlflow_run_id"] = log_run(EXPERIMENT, "tracking", params, report.overall, {"metrics.json": payload},
+                                           job.mlflow_uri, tags={"benchmark": "tracking"})
+    if job.output:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_text(json.dumps(payload, indent=2))
+    return payload, report

@@ -241,7 +241,7 @@ def leaderboard(
 
 @app.command("run")
 def run_command(
-    spec: Annotated[Path, typer.Argument(help="Job spec file (YAML/TOML): infer, eval, track or leaderboard.")],
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML/TOML) of any kind.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:

@@ -73,7 +73,7 @@ def follow(client, job_id: str, poll_s: float = 1.0) -> str:
 
 
 def submit(
-    spec: Annotated[Path, typer.Argument(help="Job spec (YAML/TOML): infer, eval, track or leaderboard.")],
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML/TOML) of any kind.")],
     address: Annotated[str | None, typer.Option(help=ADDRESS_HELP + " Without it the job runs here.")] = None,
     env: Annotated[list[str] | None, typer.Option(
         help="Extra environment variable to pass to the job (repeatable); MLflow and AWS ones are passed "

@@ -115,6 +115,8 @@ def run_job(kind: str, config: Any) -> int:
         return 0
     if kind == "eval":
         return run_eval_and_report(config)
+    if kind == "eval-tracking":
+        return run_tracking_eval_and_report(config)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -167,6 +169,21 @@ def run_eval_and_report(spec: Any) -> int:
     except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
         fail(err)
     typer.echo(json.dumps(payload, indent=2, default=float))
+    return 0
+
+
+def run_tracking_eval_and_report(job: Any) -> int:
+    from eval.mot_format import MotFormatError
+    from eval.tracking_job import run_tracking_eval
+
+    try:
+        _, report = run_tracking_eval(job)
+    except (MotFormatError, FileNotFoundError, ValueError) as err:
+        fail(err)
+    o = report.overall
+    typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
+               f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
+               f"FN {int(o['num_misses'])}")
     return 0
 
 

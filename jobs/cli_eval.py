@@ -2,52 +2,55 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from jobs.cli_common import explicit_params, fail, flags_tree, print_spec, resolve, run_eval_and_report, set_path
+from jobs.cli_common import (
+    explicit_params,
+    fail,
+    flags_tree,
+    print_spec,
+    resolve,
+    run_eval_and_report,
+    run_tracking_eval_and_report,
+    set_path,
+)
 
 eval_app = typer.Typer(help="Evaluate results against benchmark ground truth.", no_args_is_help=True)
 BENCHMARKS = ("agora", "relative-human", "cmu-panoptic", "3dpw")
 
 
+TRACKING_PATHS = {"results": "results", "gt": "gt", "output": "output", "iou": "iou", "split": "split",
+                  "mlflow_uri": "mlflow_uri", "mlflow": "use_mlflow"}
+
+
 @eval_app.command("tracking")
 def eval_tracking(
-    results: Annotated[str, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")],
-    gt: Annotated[str, typer.Option(help="MOTChallenge ground truth: <seq>/gt/gt.txt or <seq>.txt per video.")],
-    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
+    ctx: typer.Context,
+    results: Annotated[str | None, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")] = None,
+    gt: Annotated[str | None, typer.Option(
+        help="MOTChallenge ground truth: <seq>/gt/gt.txt or <seq>.txt per video.")] = None,
+    output: Annotated[str | None, typer.Option(help="Write the metrics JSON here.")] = None,
     iou: Annotated[float, typer.Option(help="IoU needed for a match in CLEAR-MOT / ID metrics.")] = 0.5,
     mlflow_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db.")] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Log a run to MLflow.")] = True,
     split: Annotated[str, typer.Option(help="Dataset/split name recorded with the run (leaderboard key).")] = "custom",
+    spec: Annotated[Path | None, typer.Option(help="Spec file (kind eval-tracking); options override it.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the fully resolved spec and stop.")] = False,
 ) -> None:
     """MOTA, IDF1, IDP, IDR, ID switches, FP, FN (motmetrics) and HOTA, DetA, AssA (TrackEval's definition)."""
-    from eval.job import EVALUATOR_VERSION
-    from eval.mlflow_log import log_run
-    from eval.mot_format import MotFormatError
-    from eval.tracking_job import evaluate_dataset
-
-    try:
-        report = evaluate_dataset(gt, results, iou)
-    except (MotFormatError, FileNotFoundError, ValueError) as err:
-        fail(err)
-    payload = {"benchmark": "tracking", "results": results, "gt": gt, "iou": iou, "overall": report.overall,
-               "per_sequence": report.per_sequence, "sequences_without_predictions": report.missing}
-    if mlflow:
-        params = {"benchmark": "tracking", "split": split, "track": "smpl", "protocol": "official",
-                  "evaluator_version": EVALUATOR_VERSION, "predictions": results, "gt": gt, "iou": iou}
-        payload["mlflow_run_id"] = log_run("meshfleet-eval", "tracking", params, report.overall,
-                                           {"metrics.json": payload}, mlflow_uri, tags={"benchmark": "tracking"})
-    if output:
-        output.write_text(json.dumps(payload, indent=2))
-    o = report.overall
-    typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
-               f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "
-               f"FN {int(o['num_misses'])}")
+    values = dict(locals())
+    if spec is None and (results is None or gt is None):
+        fail("give RESULTS and --gt (or --spec FILE)", 2)
+    flags = flags_tree(values, TRACKING_PATHS)
+    job = resolve("eval-tracking", flags, flags_tree(values, TRACKING_PATHS, explicit_params(ctx)), spec)
+    if dry_run:
+        print_spec("eval-tracking", job)
+        return
+    raise typer.Exit(run_tracking_eval_and_report(job))
 
 
 EVAL_PATHS = {

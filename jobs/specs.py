@@ -32,6 +32,7 @@ import yaml
 from eval.common import EvalConfig
 from eval.job import EvalJob
 from eval.leaderboard_job import LeaderboardJob
+from eval.tracking_job import TrackingEvalJob
 from jobs.config import InferConfig
 from jobs.track import TrackJob
 
@@ -54,7 +55,8 @@ class EvalSpec:
         return EvalJob(self.config, self.output_json, self.mlflow_uri, self.use_mlflow, self.infer)
 
 
-KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "leaderboard": LeaderboardJob, "track": TrackJob}
+KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
+                          "leaderboard": LeaderboardJob, "track": TrackJob}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:

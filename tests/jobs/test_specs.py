@@ -5,6 +5,7 @@ import yaml
 from typer.testing import CliRunner
 
 from core.settings import PredictorSettings
+from eval.tracking_job import TrackingEvalJob
 from jobs.cli import app
 from jobs.config import InferConfig
 from jobs.specs import SpecError, dump_spec, load_spec, parse_spec, to_dict
@@ -98,3 +99,21 @@ def test_eval_and_leaderboard_dry_runs(tmp_path):
     result = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--experiment", "x", "--dry-run"])
     assert yaml.safe_load(result.output)["leaderboard"]["experiments"] == ["x"]
     assert Path(yaml.safe_load(result.output)["leaderboard"]["output"]) == tmp_path
+
+
+def test_eval_tracking_takes_a_spec_and_dry_run(tmp_path):
+    spec = tmp_path / "track-eval.yaml"
+    spec.write_text("kind: eval-tracking\neval-tracking: {results: /r, gt: /gt, iou: 0.4, split: mupots}\n")
+    result = runner.invoke(app, ["eval", "tracking", "--spec", str(spec), "--no-mlflow", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["kind"] == "eval-tracking"
+    assert printed["eval-tracking"] == {"results": "/r", "gt": "/gt", "output": None, "iou": 0.4, "split": "mupots",
+                                        "mlflow_uri": None, "use_mlflow": False}
+    assert parse_spec(printed) == ("eval-tracking", TrackingEvalJob("/r", "/gt", iou=0.4, split="mupots",
+                                                                    use_mlflow=False))
+    spec.write_text("kind: eval-tracking\neval-tracking: {results: /r, gt: /gt, iou: 1.5}\n")
+    bad = runner.invoke(app, ["eval", "tracking", "--spec", str(spec), "--dry-run"])
+    assert bad.exit_code == 2 and "iou must be in (0, 1]" in bad.output
+    missing = runner.invoke(app, ["eval", "tracking", "--dry-run"])
+    assert missing.exit_code == 2 and "--gt" in missing.output
