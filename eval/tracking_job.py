@@ -34,6 +34,28 @@ def load_tracks(results: str) -> dict[str, MotSequence]:
     return tracks_from_results(pa.concat_tables([read_parquet(f, RESULT_COLUMNS) for f in files]))
 
 
+@dataclass(frozen=True)
+class MotExportJob:
+    """``meshfleet export mot``: one MOTChallenge ``<sequence>.txt`` per video of a tracked results
+    dataset (``results``), written under ``output`` (a folder or ``s3://`` prefix)."""
+
+    results: str
+    output: str
+
+
+def export_mot(job: MotExportJob) -> list[str]:
+    """Write the MOT files (each atomically) and return their URIs, in sequence-name order."""
+    from eval.mot_format import format_mot
+    from pipelines.storage import join, write_bytes_atomic
+
+    written = []
+    for name, seq in sorted(load_tracks(job.results).items()):
+        uri = join(job.output, f"{name}.txt")
+        write_bytes_atomic(uri, format_mot(seq).encode())
+        written.append(uri)
+    return written
+
+
 def evaluate(gt: dict[str, MotSequence], pred: dict[str, MotSequence], iou: float = 0.5) -> TrackingEval:
     """Per sequence and overall (CLEAR-MOT + identity + HOTA) over the ground-truth sequences."""
     per_sequence, counts, accumulators = {}, [], []

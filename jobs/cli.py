@@ -265,21 +265,25 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("mot")
 def export_mot(
-    results: Annotated[str, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")],
-    output: Annotated[Path, typer.Option(help="Folder for one MOTChallenge <sequence>.txt per video.")],
+    ctx: typer.Context,
+    results: Annotated[str | None, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")] = None,
+    output: Annotated[str | None, typer.Option(
+        help="Folder or s3:// prefix for one MOTChallenge <sequence>.txt per video.")] = None,
+    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
 ) -> None:
     """Write tracks as MOTChallenge text (boxes from the extents of pj2d_org), one file per video."""
-    from eval.mot_format import format_mot
-    from eval.tracking_job import load_tracks
-
-    try:
-        sequences = load_tracks(results)
-    except (FileNotFoundError, ValueError) as err:
-        fail(err)
-    output.mkdir(parents=True, exist_ok=True)
-    for name, seq in sequences.items():
-        (output / f"{name}.txt").write_text(format_mot(seq))
-    typer.echo(f"{len(sequences)} sequences written to {output}")
+    if spec is None and (results is None or output is None):
+        fail("give RESULTS and --output (or --spec FILE)", 2)
+    values = {"results": results, "output": output}
+    paths = {"results": "results", "output": "output"}
+    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
+    explicit = {k: v for k, v in flags_tree(values, paths, explicit_params(ctx)).items() if v is not None}
+    job = resolve("export-mot", flags, explicit, spec)
+    if dry_run:
+        print_spec("export-mot", job)
+        return
+    raise typer.Exit(run_job("export-mot", job))
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

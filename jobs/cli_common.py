@@ -117,6 +117,15 @@ def run_job(kind: str, config: Any) -> int:
         return run_eval_and_report(config)
     if kind == "eval-tracking":
         return run_tracking_eval_and_report(config)
+    if kind == "export-mot":
+        from eval.tracking_job import export_mot
+
+        try:
+            written = export_mot(config)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            fail(err)
+        typer.echo(f"{len(written)} sequences written to {config.output}")
+        return 0
     raise ValueError(f"unknown job kind {kind!r}")
 
 

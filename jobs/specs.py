@@ -32,7 +32,7 @@ import yaml
 from eval.common import EvalConfig
 from eval.job import EvalJob
 from eval.leaderboard_job import LeaderboardJob
-from eval.tracking_job import TrackingEvalJob
+from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig
 from jobs.track import TrackJob
 
@@ -56,7 +56,7 @@ class EvalSpec:
 
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
-                          "leaderboard": LeaderboardJob, "track": TrackJob}
+                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:

@@ -5,7 +5,7 @@ import yaml
 from typer.testing import CliRunner
 
 from core.settings import PredictorSettings
-from eval.tracking_job import TrackingEvalJob
+from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.cli import app
 from jobs.config import InferConfig
 from jobs.specs import SpecError, dump_spec, load_spec, parse_spec, to_dict
@@ -117,3 +117,17 @@ def test_eval_tracking_takes_a_spec_and_dry_run(tmp_path):
     assert bad.exit_code == 2 and "iou must be in (0, 1]" in bad.output
     missing = runner.invoke(app, ["eval", "tracking", "--dry-run"])
     assert missing.exit_code == 2 and "--gt" in missing.output
+
+
+def test_export_mot_takes_a_spec_and_dry_run(tmp_path):
+    spec = tmp_path / "export.toml"
+    spec.write_text('kind = "export-mot"\n[export-mot]\nresults = "/r"\noutput = "s3://b/mot"\n')
+    result = runner.invoke(app, ["export", "mot", "--spec", str(spec), "--output", "/elsewhere", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed == {"kind": "export-mot", "export-mot": {"results": "/r", "output": "/elsewhere"}}
+    assert parse_spec(printed) == ("export-mot", MotExportJob("/r", "/elsewhere"))
+    spec.write_text('kind = "export-mot"\n[export-mot]\nresults = "/r"\n')
+    bad = runner.invoke(app, ["export", "mot", "--spec", str(spec), "--dry-run"])
+    assert bad.exit_code == 2 and "export-mot.output" in bad.output
+    assert runner.invoke(app, ["export", "mot", "/r", "--dry-run"]).exit_code == 2

@@ -90,6 +90,13 @@ def test_export_mot_and_eval_tracking(tracked, tmp_path):
     result = runner.invoke(app, ["export", "mot", str(out), "--output", str(tmp_path / "mot")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "mot" / "walk.txt").read_text().strip()
+    spec = tmp_path / "export.yaml"
+    spec.write_text(f"kind: export-mot\nexport-mot: {{results: {out}, output: {tmp_path / 'from-spec'}}}\n")
+    from_spec = runner.invoke(app, ["run", str(spec)])
+    assert from_spec.exit_code == 0, from_spec.output
+    assert (tmp_path / "from-spec" / "walk.txt").read_text() == (tmp_path / "mot" / "walk.txt").read_text()
+    missing = runner.invoke(app, ["export", "mot", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "nothing" in missing.output
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = runner.invoke(app, ["eval", "tracking", str(out), "--gt", str(tmp_path / "mot"),
                                  "--output", str(tmp_path / "m.json"), "--mlflow-uri", uri])
