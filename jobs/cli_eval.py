@@ -78,7 +78,9 @@ def _benchmark_command(benchmark: str) -> None:
         output_json: Annotated[str | None, typer.Option(help="Write the flat metrics JSON here.")] = None,
         body_models: Annotated[str | None, typer.Option(
             "--body-models", help="SMPL files (AGORA / 3DPW ground truth; inference).")] = None,
-        split: Annotated[str | None, typer.Option(help="Split name recorded with the run (val, test...).")] = None,
+        split: Annotated[str | None, typer.Option(
+            help="3dpw: sequenceFiles/<train|validation|test> to read (default test); "
+                 "others: the split name recorded with the run.")] = None,
         checkpoint: Annotated[str | None, typer.Option(help="Run inference with this checkpoint first.")] = None,
         model: Annotated[str, typer.Option(help="Model for --checkpoint: romp or bev.")] = "bev",
         images: Annotated[list[str] | None, typer.Option(
