@@ -31,6 +31,7 @@ import contextlib
 import io
 import logging
 import math
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,8 @@ from eval.agora_format import (
 )
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
-from pipelines.storage import join, list_files, localize
+from eval.safe_pickle import loads_pickle
+from pipelines.storage import join, list_files, localize, read_bytes
 
 __all__ = ["evaluate", "write_predictions", "match_official", "match_fixed", "keypoint_box_iou", "summarize"]
 
@@ -296,28 +298,57 @@ class PredictionSource:
         self.uri, self.protocol = uri, protocol
         self.results = results_to_dicts(uri, protocol) if is_results_dataset(uri) else None
         self.files: dict[str, list[str]] = {}
-        if self.results is None:
+        self.members: dict[str, bytes] | None = None  # zip member name -> bytes (a zip input)
+        if self.results is None and uri.lower().endswith(".zip"):
+            self._index_zip()
+        elif self.results is None:
             self._index_folder()
         self.used: set[str] = set()
 
     @property
     def kind(self) -> str:
-        return "meshfleet-results" if self.results is not None else "official-folder"
+        if self.results is not None:
+            return "meshfleet-results"
+        return "official-zip" if self.members is not None else "official-folder"
 
-    def _index_folder(self) -> None:
-        names: dict[str, list[str]] = {}
-        files = direct_children(list_files(self.uri, ".pkl"), self.uri)
-        if not files:
-            raise EvalError(f"{self.uri}: no predictions (*.pkl files or meshfleet results)")
-        for uri in files:
-            name = uri.replace("\\", "/").rsplit("/", 1)[-1]
+    def _index_zip(self) -> None:
+        """The zip the AGORA server takes: person files at its top level or under ``predictions/``."""
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(read_bytes(self.uri)))
+        except (OSError, zipfile.BadZipFile) as err:
+            raise EvalError(f"{self.uri}: not a readable zip ({err})") from err
+        with archive:
+            members = {}
+            for info in archive.infolist():
+                folder, _, name = info.filename.rstrip("/").rpartition("/")
+                if info.is_dir() or not name.endswith(".pkl") or folder not in ("", "predictions"):
+                    continue
+                if name in members:
+                    raise EvalError(f"{self.uri}: {name} is in the zip twice")
+                try:
+                    members[name] = archive.read(info)
+                except (zipfile.BadZipFile, OSError, EOFError) as err:
+                    raise EvalError(f"{self.uri}#{info.filename}: cannot read ({err})") from err
+        if not members:
+            raise EvalError(f"{self.uri}: no predictions (*.pkl at the top or under predictions/)")
+        self.members = members
+        self._group(list(members), self.uri + "#")
+
+    def _group(self, names: list[str], prefix: str) -> None:
+        grouped: dict[str, list[str]] = {}
+        for name in names:
             key = person_file_key(name, self.protocol)
             if key is None:
-                log.warning("%s: not a <image>_personId_<k>.pkl file; ignored", uri)
+                log.warning("%s%s: not a <image>_personId_<k>.pkl file; ignored", prefix, name)
                 continue
-            names.setdefault(key[0], []).append(name)
-        base = self.uri.rstrip("/")
-        self.files = {img: [join(base, n) for n in order_person_files(ns, self.protocol)] for img, ns in names.items()}
+            grouped.setdefault(key[0], []).append(name)
+        self.files = {img: [prefix + n for n in order_person_files(ns, self.protocol)] for img, ns in grouped.items()}
+
+    def _index_folder(self) -> None:
+        files = direct_children(list_files(self.uri, ".pkl"), self.uri)
+        if not files:
+            raise EvalError(f"{self.uri}: no predictions (*.pkl files, their zip, or meshfleet results)")
+        self._group([uri.replace("\\", "/").rsplit("/", 1)[-1] for uri in files], join(self.uri.rstrip("/"), ""))
 
     def for_image(self, img_path: str) -> list[PredictedPerson]:
         """The predictions of one ground-truth image, in the protocol's order."""
@@ -329,6 +360,9 @@ class PredictionSource:
             return [parse_prediction(named[n], f"{self.uri}#{n}") for n in order]
         key = img_path if self.protocol == "official" else canonical_image(img_path) + ".png"
         self.used.add(key)
+        if self.members is not None:
+            return [parse_prediction(loads_pickle(self.members[uri.rsplit("#", 1)[1]], uri), uri)
+                    for uri in self.files.get(key, [])]
         return [load_prediction(uri) for uri in self.files.get(key, [])]
 
     def unused(self) -> int:
@@ -354,7 +388,7 @@ def _image_records(image: GtImage, preds: list[PredictedPerson], matching: Match
         status = "matched" if g in pred_of else ("miss" if image.valid[g] else "excluded")
         records.append({
             "dataframe": image.frame_file.rsplit("/", 1)[-1], "image": image.img_path, "gt_person": g,
-            "prediction": preds[pred_of[g]].source.rsplit("/", 1)[-1] if g in pred_of else "",
+            "prediction": preds[pred_of[g]].source.rsplit("/", 1)[-1].rsplit("#", 1)[-1] if g in pred_of else "",
             "status": status, "counted": bool(counted[g]), "missed": bool(counted[g]) and g not in pred_of,
             "kid": bool(image.kid[g]), "occlusion": float(image.occlusion[g]),
             "orientation": float(image.orientation[g]),
@@ -362,7 +396,7 @@ def _image_records(image: GtImage, preds: list[PredictedPerson], matching: Match
         })
     for p in matching.false_positives:
         records.append({"dataframe": image.frame_file.rsplit("/", 1)[-1], "image": image.img_path, "gt_person": -1,
-                        "prediction": preds[p].source.rsplit("/", 1)[-1], "status": "false_positive",
+                        "prediction": preds[p].source.rsplit("/", 1)[-1].rsplit("#", 1)[-1], "status": "false_positive",
                         "counted": False, "missed": False, "kid": False, "occlusion": math.nan,
                         "orientation": math.nan, "x_location": math.nan, "mpjpe": math.nan, "mve": math.nan})
     return records

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import logging
-import pickle
 import posixpath
 import zipfile
 from dataclasses import dataclass, field
@@ -40,10 +39,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.smpl_pickle import UnsafePickleError
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png, read_results
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
-from eval.safe_pickle import DataUnpickler
+from eval.safe_pickle import loads_pickle
 from pipelines.schema import column_array
 from pipelines.storage import list_files, read_bytes
 
@@ -182,12 +180,7 @@ def _read_npy(stream: io.BytesIO, source: str) -> np.ndarray:
     if not dtype.hasobject:
         stream.seek(0)
         return np.lib.format.read_array(stream, allow_pickle=False)
-    try:
-        array = DataUnpickler(stream, source, frozenset()).load()
-    except UnsafePickleError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
-        raise EvalError(f"{source}: not a readable pickled array ({type(err).__name__}: {err})") from err
+    array = loads_pickle(stream.read(), source)
     if not isinstance(array, np.ndarray) or array.shape != shape:
         raise EvalError(f"{source}: pickled payload is not the {shape} array its header announces")
     return array

@@ -43,9 +43,14 @@ def load_pickle(uri: str, allowed: frozenset[tuple[str, str]] = frozenset()) -> 
         data = read_bytes(uri)
     except OSError as err:
         raise EvalError(f"{uri}: cannot read ({err})") from err
+    return loads_pickle(data, uri, allowed)
+
+
+def loads_pickle(data: bytes, source: str, allowed: frozenset[tuple[str, str]] = frozenset()) -> Any:
+    """:func:`load_pickle` for bytes already read (a zip member, say); ``source`` names them in errors."""
     try:
-        return DataUnpickler(io.BytesIO(data), uri, allowed).load()
+        return DataUnpickler(io.BytesIO(data), source, allowed).load()
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
-        raise EvalError(f"{uri}: not a readable pickle ({type(err).__name__}: {err})") from err
+        raise EvalError(f"{source}: not a readable pickle ({type(err).__name__}: {err})") from err

@@ -533,3 +533,28 @@ def test_write_predictions_and_evaluate_results(scene, tmp_path):
     assert from_results.metrics == from_folder.metrics
     assert from_results.params["prediction_format"] == "meshfleet-results"
     assert (from_results.metrics["true_positives"], from_results.metrics["false_positives"]) == (2.0, 1.0)
+
+
+def test_zip_of_predictions_equals_the_folder(scene, tmp_path):
+    archive = tmp_path / "submission.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(scene["preds"].iterdir()):
+            zf.write(path, f"predictions/{path.name}")
+        zf.writestr("predictions/readme.txt", "not a prediction")
+        zf.writestr("other/imgA_personId_9.pkl", b"outside predictions/: ignored")
+    for protocol in ("official", "fixed"):
+        from_zip, from_folder = run(scene, protocol, str(archive)), run(scene, protocol, str(scene["preds"]))
+        assert from_zip.metrics == from_folder.metrics
+        assert from_zip.params["prediction_format"] == "official-zip"
+        assert from_zip.rows["prediction"].tolist() == from_folder.rows["prediction"].tolist()
+
+
+def test_bad_zip_members_name_the_zip_and_member(scene, tmp_path):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("imgA_personId_0.pkl", pickle.dumps({"params": {}, "joints": np.zeros((24, 2))}))
+    with pytest.raises(EvalError, match=r"bad\.zip#imgA_personId_0\.pkl: missing field 'params\.global_orient'"):
+        run(scene, "official", str(archive))
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(EvalError, match=r"broken\.zip: not a readable zip"):
+        run(scene, "official", str(tmp_path / "broken.zip"))
