@@ -17,9 +17,11 @@ from jobs.cli_common import (
     explicit_params,
     fail,
     flags_tree,
+    job_from_options,
     load_any_spec,
     print_spec,
     resolve,
+    run_here,
     run_infer_and_report,
     run_job,
     setup_logging,
@@ -200,10 +202,7 @@ def track_command(
              **{k: f"settings.{v}" for k, v in TRACK_PATHS.items()}}
     if not 0 <= low_thresh <= det_thresh:
         fail("tracker thresholds must satisfy 0 <= low <= det", 2)
-    given = explicit_params(ctx)
-    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
-    explicit = {k: v for k, v in flags_tree(values, paths, given).items() if v is not None}
-    job = resolve("track", flags, explicit, spec)
+    job = job_from_options(ctx, "track", values, paths, spec)
     if dry_run:
         print_spec("track", job)
         return
@@ -230,9 +229,7 @@ def leaderboard(
               "registry": str(registry) if registry else None, "run_url": run_url}
     paths = {"output": "output", "tracking_uri": "tracking_uri", "experiment": "experiments", "registry": "registry",
              "run_url": "run_url"}
-    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
-    explicit = {k: v for k, v in flags_tree(values, paths, explicit_params(ctx)).items() if v is not None}
-    job = resolve("leaderboard", flags, explicit, spec)
+    job = job_from_options(ctx, "leaderboard", values, paths, spec)
     if dry_run:
         print_spec("leaderboard", job)
         return
@@ -251,12 +248,7 @@ def run_command(
     if dry_run:
         print_spec(kind, config)
         return
-    if kind == "infer":
-        try:
-            config.validate()
-        except (ConfigError, ValueError) as err:
-            fail(err, 2)
-    raise typer.Exit(run_job(kind, config))
+    raise typer.Exit(run_here(kind, config))
 
 
 export_app = typer.Typer(help="Export results to other formats.", no_args_is_help=True)
@@ -277,9 +269,7 @@ def export_mot(
         fail("give RESULTS and --output (or --spec FILE)", 2)
     values = {"results": results, "output": output}
     paths = {"results": "results", "output": "output"}
-    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
-    explicit = {k: v for k, v in flags_tree(values, paths, explicit_params(ctx)).items() if v is not None}
-    job = resolve("export-mot", flags, explicit, spec)
+    job = job_from_options(ctx, "export-mot", values, paths, spec)
     if dry_run:
         print_spec("export-mot", job)
         return

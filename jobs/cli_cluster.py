@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import fail, load_any_spec, print_spec, run_job, setup_logging
+from jobs.cli_common import fail, load_any_spec, print_spec, run_here, setup_logging
 from jobs.specs import dump_spec
 
 jobs_app = typer.Typer(help="Jobs on a Ray cluster (Ray Jobs API).", no_args_is_help=True)
@@ -90,9 +90,7 @@ def submit(
         return
     target = address or os.environ.get("RAY_ADDRESS")
     if not target:
-        if kind == "infer":
-            config.validate()
-        raise typer.Exit(run_job(kind, config))
+        raise typer.Exit(run_here(kind, config))
     client = _client(target)
     variables = forwarded_env(env or [])
     stage = stage_working_dir(dump_spec(kind, config))

@@ -67,6 +67,27 @@ def resolve(kind: str, flags: dict, explicit: dict, spec: Path | None) -> Any:
         fail(err, 2)
 
 
+def job_from_options(ctx: typer.Context, kind: str, values: dict[str, Any], paths: dict[str, str],
+                     spec: Path | None) -> Any:
+    """The typed job of a command whose options map one to one onto top-level spec keys (``paths``):
+    unset (None) options are left to the spec file or the defaults."""
+    flags = {k: v for k, v in flags_tree(values, paths).items() if v is not None}
+    explicit = {k: v for k, v in flags_tree(values, paths, explicit_params(ctx)).items() if v is not None}
+    return resolve(kind, flags, explicit, spec)
+
+
+def run_here(kind: str, config: Any) -> int:
+    """Run a spec in this process; an infer spec is first checked (exit 2 names the bad key)."""
+    if kind == "infer":
+        from jobs.config import ConfigError
+
+        try:
+            config.validate()
+        except (ConfigError, ValueError) as err:
+            fail(err, 2)
+    return run_job(kind, config)
+
+
 def _section(spec: Path, kind: str) -> dict:
     try:
         data = read_spec_file(spec)
@@ -204,4 +225,4 @@ def load_any_spec(path: Path) -> tuple[str, Any]:
 
 
 __all__ = ["console", "setup_logging", "fail", "explicit_params", "flags_tree", "resolve", "print_spec", "run_job",
-           "load_any_spec", "to_dict"]
+           "load_any_spec", "to_dict", "job_from_options", "run_here"]

@@ -11,6 +11,7 @@ from jobs.cli_common import (
     explicit_params,
     fail,
     flags_tree,
+    job_from_options,
     print_spec,
     resolve,
     run_eval_and_report,
@@ -45,8 +46,7 @@ def eval_tracking(
     values = dict(locals())
     if spec is None and (results is None or gt is None):
         fail("give RESULTS and --gt (or --spec FILE)", 2)
-    flags = flags_tree(values, TRACKING_PATHS)
-    job = resolve("eval-tracking", flags, flags_tree(values, TRACKING_PATHS, explicit_params(ctx)), spec)
+    job = job_from_options(ctx, "eval-tracking", values, TRACKING_PATHS, spec)
     if dry_run:
         print_spec("eval-tracking", job)
         return
