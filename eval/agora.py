@@ -62,6 +62,7 @@ from eval.agora_format import (
 )
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
+from eval.metrics import precision_recall_f1
 from eval.safe_pickle import loads_pickle
 from pipelines.storage import join, list_files, localize, read_bytes
 
@@ -219,26 +220,6 @@ def aligned_errors(pred_joints: np.ndarray, pred_verts: np.ndarray, gt_joints: n
 
 # -- summary ---------------------------------------------------------------------------------------
 
-def _official_prf1(count: int, miss: int, false_positives: int) -> tuple[float, float, float]:
-    """compute_prf1 as coded: Python ``round`` to 2 decimals; all zeros without GT. (Where the
-    official code would divide 0 by 0 -- no true and no false positives -- precision is 0.)"""
-    if count == 0:
-        return 0.0, 0.0, 0.0
-    tp = count - miss
-    f1 = round(tp / (tp + 0.5 * (false_positives + miss)), 2)
-    recall = round(tp / (tp + miss), 2)
-    precision = round(tp / (tp + false_positives), 2) if tp + false_positives else 0.0
-    return precision, recall, f1
-
-
-def _fixed_prf1(count: int, miss: int, false_positives: int) -> tuple[float, float, float]:
-    tp = count - miss
-    precision = tp / (tp + false_positives) if tp + false_positives else 0.0
-    recall = tp / count if count else 0.0
-    f1 = tp / (tp + 0.5 * (false_positives + miss)) if tp + false_positives + miss else 0.0
-    return precision, recall, f1
-
-
 def _ratio(error: float, f1: float) -> float:
     """error / f1 in float64 (inf or NaN when f1 is 0, as numpy divides)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,11 +234,14 @@ def _group_metrics(counted: np.ndarray, missed: np.ndarray, mpjpe: np.ndarray, m
     mean_j = float(pd.Series(mpjpe[matched], dtype=np.float64).mean())  # pandas' mean, as the official
     mean_v = float(pd.Series(mve[matched], dtype=np.float64).mean())
     if protocol == "official":
-        precision, recall, f1 = _official_prf1(count, miss, false_positives)
+        # compute_prf1 as coded: rounded to 2 decimals, all zeros without GT. (Where the official code
+        # would divide 0 by 0 -- no true and no false positives -- precision is 0.)
+        precision, recall, f1 = (0.0, 0.0, 0.0) if count == 0 else \
+            precision_recall_f1(count - miss, false_positives, miss, decimals=2)
         mean_j, mean_v = float(np.round(np.float64(mean_j), 1)), float(np.round(np.float64(mean_v), 1))
         nmje, nmve = float(np.round(_ratio(mean_j, f1), 1)), float(np.round(_ratio(mean_v, f1), 1))
     else:
-        precision, recall, f1 = _fixed_prf1(count, miss, false_positives)
+        precision, recall, f1 = precision_recall_f1(count - miss, false_positives, miss)
         nmje, nmve = _ratio(mean_j, f1), _ratio(mean_v, f1)
     return {"f1": f1, "precision": precision, "recall": recall, "mpjpe": mean_j, "mve": mean_v,
             "nmje": nmje, "nmve": nmve}

@@ -59,9 +59,12 @@ def pve(pred_verts: np.ndarray, gt_verts: np.ndarray) -> np.ndarray:
     return mpjpe(pred_verts, gt_verts)
 
 
-def precision_recall_f1(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
-    """Detection scores; F1 = TP / (TP + (FP + FN) / 2). Zero denominators give 0."""
+def precision_recall_f1(tp: float, fp: float, fn: float, decimals: int | None = None) -> tuple[float, float, float]:
+    """Detection scores; F1 = TP / (TP + (FP + FN) / 2). Zero denominators give 0. With ``decimals``,
+    each score is rounded by Python's ``round`` (half to even), as RH's and AGORA's compute_prf1 do."""
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0
-    return precision, recall, f1
+    if decimals is None:
+        return precision, recall, f1
+    return round(precision, decimals), round(recall, decimals), round(f1, decimals)

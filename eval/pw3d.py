@@ -52,7 +52,7 @@ import torch
 from core.body_models import BodyModelSet
 from core.smpl_pickle import BodyModelFileError
 from eval.common import EvalConfig, EvalError, EvalResult, parallel_map, png, read_results
-from eval.metrics import MM, mpjpe, pa_mpjpe, procrustes_align
+from eval.metrics import MM, align_root, mpjpe, pa_mpjpe, procrustes_align
 from eval.safe_pickle import load_pickle
 from pipelines.schema import column_array
 
@@ -323,11 +323,6 @@ def hands_zeroed(poses: np.ndarray) -> np.ndarray:
     return out
 
 
-def align_hips(joints: np.ndarray) -> np.ndarray:
-    """(N, 14, 3) LSP-14 -> root-relative to the R_Hip / L_Hip midpoint."""
-    return joints - joints[:, LSP_HIPS].mean(axis=1, keepdims=True)
-
-
 # ------------------------------------------------------------------------------ per sequence
 
 
@@ -362,7 +357,7 @@ def _gt_meshes(seq: Sequence, rows: list[dict], task: SequenceTask) -> tuple[np.
         betas, poses, rot = seq.betas[people], seq.poses[people, frames], seq.cam_rot[frames]
         model = _models(task.body_models, GT_GENDERS[gender] if task.gt_gendered else "neutral")
         body_joints, _ = _forward(model.smpl_forward, betas, poses)
-        joints[sel] = align_hips(np.einsum("nij,nkj->nki", rot, body_joints[:, LSP14]))
+        joints[sel] = align_root(np.einsum("nij,nkj->nki", rot, body_joints[:, LSP14]), LSP_HIPS)
         pve_joints, pve_verts = _forward(model.smpl_forward, betas, hands_zeroed(poses))
         verts[sel] = to_camera(pve_verts, pve_joints[:, 0], rot)
     return joints, verts
@@ -392,7 +387,7 @@ def evaluate_sequence(task: SequenceTask, chunk: int = 256) -> SequenceOutcome:
         part = slice(start, start + chunk)
         gt_joints[part], gt_verts = _gt_meshes(seq, matched[part], task)
         pred_joints[part], pred_verts = _pred_meshes(task, matched[part])
-        errors = mpjpe(align_hips(pred_joints[part]), gt_joints[part])
+        errors = mpjpe(align_root(pred_joints[part], LSP_HIPS), gt_joints[part])
         pves = np.linalg.norm(pred_verts - gt_verts, axis=-1).mean(axis=-1) * MM
         for row, error, pve in zip(matched[part], errors, pves, strict=True):
             row.update(mpjpe=float(error), pve=float(pve))

@@ -41,6 +41,7 @@ import pandas as pd
 
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png, read_results
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
+from eval.metrics import precision_recall_f1
 from eval.safe_pickle import loads_pickle
 from pipelines.schema import column_array
 from pipelines.storage import list_files, read_bytes
@@ -441,15 +442,6 @@ def _norm_float32(diff: np.ndarray) -> np.ndarray:
 
 
 # -- aggregation -------------------------------------------------------------------------------
-def prf1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
-    """(precision, recall, F1) rounded to 2 decimals by Python ``round`` as compute_prf1 does;
-    F1 = TP / (TP + (FP + FN) / 2). An empty denominator gives 0 (the official code raises)."""
-    def ratio(den: float) -> float:
-        return float(round(tp / den, 2)) if den else 0.0
-
-    return ratio(tp + fp), ratio(tp + fn), ratio(tp + 0.5 * (fp + fn))
-
-
 def detection_metrics(outcomes: list[ImageOutcome], fixed: bool) -> dict[str, float]:
     n_pred = sum(o.n_pred for o in outcomes)
     misses = sum(o.misses for o in outcomes)
@@ -457,7 +449,8 @@ def detection_metrics(outcomes: list[ImageOutcome], fixed: bool) -> dict[str, fl
     if n_pred == 0:  # compute_prf1's count == 0 case
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     tp = sum(o.matched for o in outcomes) if fixed else n_pred - misses
-    precision, recall, f1 = prf1(tp, fp, misses)
+    # compute_prf1: rounded to 2 decimals; an empty denominator gives 0 (the official code raises).
+    precision, recall, f1 = precision_recall_f1(tp, fp, misses, decimals=2)
     return {"precision": precision, "recall": recall, "f1": f1}
 
 

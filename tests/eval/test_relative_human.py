@@ -21,6 +21,7 @@ from core.body_models import JOINT_NAMES
 from core.smpl_pickle import UnsafePickleError
 from eval.common import EvalConfig, EvalError
 from eval.matching import keypoint_box_iou
+from eval.metrics import precision_recall_f1
 from eval.relative_human import (
     crowdpose_keypoints,
     evaluate,
@@ -28,7 +29,6 @@ from eval.relative_human import (
     load_official_results,
     match_2d_greedy,
     pckh_values,
-    prf1,
 )
 from pipelines.schema import array_column, results_schema
 
@@ -305,6 +305,9 @@ def test_19_joint_sets_are_remapped(stem, source):
 
 
 def test_rounding_is_pythons_round():
+    def prf1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+        return precision_recall_f1(tp, fp, fn, decimals=2)
+
     assert prf1(1, 7, 0) == (0.12, 1.0, 0.22)  # 1/8 = 0.125 -> 0.12 (round half to even), 1/4.5 -> 0.22
     assert prf1(2, 1, 1) == (0.67, 0.67, 0.67)
     assert prf1(0, 0, 0) == (0.0, 0.0, 0.0)
