@@ -28,7 +28,7 @@ RESULTS_HELP = "Results dataset (folder or s3:// prefix); tracked (`meshfleet tr
 OUTPUT_HELP = "Folder or s3:// prefix for one file per track (only those files are written)."
 TRACK_HELP = "Only this track: its id (in every video) or an exported name such as walk.track3."
 BODY_HELP = ("Folder (or s3:// prefix) with SMPL_<GENDER>.pkl, J_regressor_extra.npy, J_regressor_h36m.npy "
-             "(+ smpl_kid_template.npy, smil_web.pkl for BEV results).")
+             "(+ smpl_kid_template.npy, smil_web.pkl for BEV results). Default: ~/.romp.")
 GENDER_HELP = "SMPL model: neutral, male or female. Default: the one the results were made with."
 
 
@@ -131,9 +131,10 @@ def export_by_format(
     """``export RESULTS --format F``: the same as ``export F RESULTS``."""
     setup_logging(verbose)
     if format == "mot":
-        extra = [name for name in ("track", "body_models", "gender") if locals()[name] is not None]
+        extra = [name for name, value in (("--track", track), ("--body-models", body_models), ("--gender", gender))
+                 if value is not None]
         if extra:
-            fail(f"--{extra[0].replace('_', '-')} does not apply to --format mot", 2)
+            fail(f"{extra[0]} does not apply to --format mot", 2)
         _mot(ctx, results, output, spec, dry_run)
         return
     if format is None and spec is None:

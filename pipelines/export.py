@@ -38,7 +38,7 @@ from core.formats.motion import (
 from core.formats.skeleton import smpl_skeleton
 from core.smpl_pickle import BodyModelFileError
 from pipelines.schema import CAMERA_CONVENTION, column_array, read_metadata
-from pipelines.storage import join, list_files, localize, read_parquet_schema, write_bytes_atomic
+from pipelines.storage import join, list_files, localize, normalise, read_parquet_schema, write_bytes_atomic
 from pipelines.tracking import DEFAULT_FPS, fps_of, index_videos, is_video, read_rows, video_digest
 
 EXTENSIONS = {"gltf": ".glb", "bvh": ".bvh", "npz": ".npz"}
@@ -255,6 +255,9 @@ def file_bytes(posed: PosedTrack, fmt: str, gender: str) -> bytes:
 def export_tracks(job: ExportJob, progress: Callable[[int, int], None] | None = None) -> ExportSummary:
     """Write one file per selected track (each atomically); ``progress(done, total)`` after each video
     or image file. Raises ExportError for user errors (no dataset, no such track, no body models)."""
+    results, output = normalise(job.results).rstrip("/"), normalise(job.output).rstrip("/")
+    if output == results or output.startswith(results + "/") or results.startswith(output + "/"):
+        raise ExportError(f"--output {job.output} overlaps the results dataset {job.results}: give another folder")
     schema, loaders = read_result_groups(job.results)
     metadata = read_metadata(schema)
     columns = motion_columns(schema.names)

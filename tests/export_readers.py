@@ -71,7 +71,8 @@ class GlbFile:
                 node = self.gltf.nodes[index]
                 local = np.eye(4)
                 rotation = keys.get((index, "rotation"))
-                local[:3, :3] = quaternion_matrix(rotation[t] if rotation is not None else node.rotation or [0, 0, 0, 1])
+                rest_rotation = node.rotation or [0, 0, 0, 1]
+                local[:3, :3] = quaternion_matrix(rotation[t] if rotation is not None else rest_rotation)
                 translation = keys.get((index, "translation"))
                 local[:3, 3] = translation[t] if translation is not None else node.translation or [0, 0, 0]
                 world[index] = world[parent[index]] @ local if parent.get(index) in world else local
