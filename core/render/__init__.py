@@ -6,14 +6,14 @@ Used by ``meshfleet synth`` (training scenes with exact masks and depth) and ``m
 
 from core.render.camera import PinholeCamera, canonical_camera, canonical_cameras
 from core.render.compose import draw_joints, overlay, panel, to_uint8, track_palette
-from core.render.rasterizer import Fragments, RasterSettings, pixel_barycentrics, rasterize
+from core.render.rasterizer import Foreground, Fragments, RasterSettings, foreground, rasterize
 from core.render.renderer import PeopleMeshes, Rendering, RenderSettings, render
 from core.render.shading import Pattern, ShadingSettings, Stripes, SurfaceSample
 from core.render.views import SIDE, TOP, View, fit_view
 
 __all__ = [
-    "SIDE", "TOP", "View", "draw_joints", "fit_view", "overlay", "panel", "to_uint8", "track_palette",
-    "Fragments", "Pattern", "PeopleMeshes", "PinholeCamera", "RasterSettings", "RenderSettings", "Rendering",
-    "ShadingSettings", "Stripes", "SurfaceSample", "canonical_camera", "canonical_cameras", "pixel_barycentrics",
-    "rasterize", "render",
+    "SIDE", "TOP", "Foreground", "Fragments", "Pattern", "PeopleMeshes", "PinholeCamera", "RasterSettings",
+    "RenderSettings", "Rendering", "ShadingSettings", "Stripes", "SurfaceSample", "View", "canonical_camera",
+    "canonical_cameras", "draw_joints", "fit_view", "foreground", "overlay", "panel", "rasterize", "render",
+    "to_uint8", "track_palette",
 ]

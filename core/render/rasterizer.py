@@ -42,6 +42,8 @@ BACKGROUND_KEY = torch.iinfo(torch.int64).max
 FACE_BITS = 32
 # Triangles whose doubled screen area is below this (px^2) cover no pixel centre reliably.
 MIN_DOUBLE_AREA = 1e-9
+# Integers below 2^24 are exact in float32.
+FLOAT_EXACT = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -78,63 +80,68 @@ class _ScreenTriangles:
     """Triangles that reach at least one pixel centre, with their affine pixel functions.
 
     coeffs: (T, 9) float32 = (w0, w1, 1/z) each as (value at the box origin, d/dx, d/dy), where
-    w0, w1 are the screen barycentrics of vertices 0 and 1; origin: (T, 2) int64 first pixel
-    (column, row) of the box; size: (T, 2) int64 box (width, height) in pixels; base: (T,) int64
-    linear index of the origin pixel in the (B*H*W) buffer; face: (T,) int64 packed face index.
+    w0, w1 are the screen barycentrics of vertices 0 and 1 and the box origin is its first pixel
+    centre; box_width, count: (T,) int64 pixels per box row and in all; base: (T,) int64 linear
+    index of the origin pixel in the (B*H*W) buffer; face: (T,) int64 packed face index.
     """
 
     coeffs: torch.Tensor
-    origin: torch.Tensor
-    size: torch.Tensor
+    box_width: torch.Tensor
+    count: torch.Tensor
     base: torch.Tensor
     face: torch.Tensor
 
 
 def project_verts(verts: torch.Tensor, vert_image: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
     """Packed verts (Nv, 3) metres of images ``vert_image`` (Nv,) -> (Nv, 2) continuous pixels."""
-    focal = camera.focal.to(verts)[vert_image].unsqueeze(1)
-    center = camera.center.to(verts)[vert_image]
+    focal = camera.focal.to(verts).index_select(0, vert_image).unsqueeze(1)
+    center = camera.center.to(verts).index_select(0, vert_image)
     return verts[:, :2] / verts[:, 2:].clamp_min(1e-12) * focal + center
 
 
 def _screen_triangles(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor, camera: PinholeCamera,
                       settings: RasterSettings) -> _ScreenTriangles:
-    height, width = camera.height, camera.width
-    xy = project_verts(verts, vert_image, camera)[faces]  # (T, 3, 2)
+    # Structure of arrays (one 1D tensor per corner coordinate): torch's gathers and reductions
+    # over small middle dimensions are several times slower on CPU than these elementwise ops.
+    uv = project_verts(verts, vert_image, camera)
+    u, v, depth = uv[:, 0].contiguous(), uv[:, 1].contiguous(), verts[:, 2].contiguous()
+    corners = [faces[:, k].contiguous() for k in range(3)]
+    x0, x1, x2 = (u.index_select(0, c) for c in corners)
+    y0, y1, y2 = (v.index_select(0, c) for c in corners)
+    z0, z1, z2 = (depth.index_select(0, c) for c in corners)
     # Pixel centres c + 0.5 inside [min, max]: c in [ceil(min - 0.5), floor(max - 0.5)].
-    lo = torch.ceil(xy.amin(dim=1) - 0.5).clamp_min(0)
-    hi = torch.floor(xy.amax(dim=1) - 0.5)
-    hi = torch.minimum(hi, torch.tensor([width - 1.0, height - 1.0], dtype=xy.dtype, device=xy.device))
-    z = verts[:, 2][faces]
-    keep = (hi >= lo).all(dim=1) & (z > settings.near).all(dim=1)
-    face = keep.nonzero().squeeze(1)
-    xy, z, lo, hi = xy[face], z[face], lo[face], hi[face]
-    p0, p1, p2 = xy[:, 0], xy[:, 1], xy[:, 2]
-    double_area = (p1[:, 0] - p0[:, 0]) * (p2[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p2[:, 0] - p0[:, 0])
-    keep = double_area.abs() > MIN_DOUBLE_AREA
+    lo_x = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5).clamp_min(0)
+    lo_y = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5).clamp_min(0)
+    hi_x = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5).clamp_max(camera.width - 1)
+    hi_y = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_max(camera.height - 1)
+    double_area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    keep = (hi_x >= lo_x) & (hi_y >= lo_y) & (torch.minimum(torch.minimum(z0, z1), z2) > settings.near)
+    keep &= double_area.abs() > MIN_DOUBLE_AREA
     if settings.cull == "back":  # outward normal towards the camera <=> negative area with y down
         keep &= double_area < 0
     elif settings.cull == "front":
         keep &= double_area > 0
-    kept = keep.nonzero().squeeze(1)
-    face, p0, p1, p2, z, lo, hi = face[kept], p0[kept], p1[kept], p2[kept], z[kept], lo[kept], hi[kept]
-    inv_area = 1.0 / double_area[kept]
-    origin_xy = lo + 0.5
+    face = keep.nonzero().squeeze(1)
+    x0, y0, x1, y1, x2, y2, z0, z1, z2, lo_x, lo_y, hi_x, hi_y, double_area = (
+        t.index_select(0, face) for t in (x0, y0, x1, y1, x2, y2, z0, z1, z2, lo_x, lo_y, hi_x, hi_y, double_area))
+    inv_area = 1.0 / double_area
+    ox, oy = lo_x + 0.5, lo_y + 0.5
 
-    def barycentric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def barycentric(ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Tensor) -> list[torch.Tensor]:
         """(value at origin, d/dx, d/dy) of the barycentric of the vertex opposite edge a -> b."""
-        dx, dy = (b[:, 0] - a[:, 0]) * inv_area, (b[:, 1] - a[:, 1]) * inv_area
-        value = dx * (origin_xy[:, 1] - a[:, 1]) - dy * (origin_xy[:, 0] - a[:, 0])
-        return torch.stack([value, -dy, dx], dim=1)
+        dx, dy = (bx - ax) * inv_area, (by - ay) * inv_area
+        return [dx * (oy - ay) - dy * (ox - ax), -dy, dx]
 
-    w0, w1 = barycentric(p1, p2), barycentric(p2, p0)
-    w2 = torch.stack([1 - w0[:, 0] - w1[:, 0], -w0[:, 1] - w1[:, 1], -w0[:, 2] - w1[:, 2]], dim=1)
-    inv_z = 1.0 / z
-    inv_depth = w0 * inv_z[:, :1] + w1 * inv_z[:, 1:2] + w2 * inv_z[:, 2:]
-    origin = lo.long()
-    base = (vert_image[faces[face, 0]] * height + origin[:, 1]) * width + origin[:, 0]
-    size = (hi - lo + 1).long()
-    return _ScreenTriangles(torch.cat([w0, w1, inv_depth], dim=1), origin, size, base, face)
+    w0, w1 = barycentric(x1, y1, x2, y2), barycentric(x2, y2, x0, y0)
+    w2 = [1 - w0[0] - w1[0], -w0[1] - w1[1], -w0[2] - w1[2]]
+    r0, r1, r2 = 1.0 / z0, 1.0 / z1, 1.0 / z2
+    inv_depth = [a * r0 + b * r1 + c * r2 for a, b, c in zip(w0, w1, w2, strict=True)]
+    coeffs = torch.stack(w0 + w1 + inv_depth, dim=1)
+    box_width = (hi_x - lo_x + 1).long()
+    count = box_width * (hi_y - lo_y + 1).long()
+    image = vert_image.index_select(0, corners[0].index_select(0, face))
+    base = (image * camera.height + lo_y.long()) * camera.width + lo_x.long()
+    return _ScreenTriangles(coeffs, box_width, count, base, face)
 
 
 def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -153,26 +160,28 @@ def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
 
 def _reduce_chunk(tris: _ScreenTriangles, start: int, stop: int, width: int, zbuffer: torch.Tensor) -> None:
     """Evaluate the candidates of triangles [start, stop) and min-reduce them into ``zbuffer``."""
-    size = tris.size[start:stop]
-    counts = size[:, 0] * size[:, 1]
+    counts = tris.count[start:stop]
     total = int(counts.sum())
     device = zbuffer.device
     tri = torch.repeat_interleave(torch.arange(stop - start, device=device), counts, output_size=total)
     first = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=device) - first[tri]
-    box_width = size[tri, 0]
-    dy = torch.div(local, box_width, rounding_mode="floor")
-    dx = local - dy * box_width
-    c = tris.coeffs[start:stop][tri]
-    fx, fy = dx.to(c.dtype), dy.to(c.dtype)
+    local = torch.arange(total, device=device) - first.index_select(0, tri)
+    box_width = tris.box_width[start:stop].index_select(0, tri)
+    if total < FLOAT_EXACT:  # float division is exact here and much faster than int64 division
+        fl, fw = local.float(), box_width.float()
+        fy = torch.floor((fl + 0.5) / fw)
+        fx = fl - fy * fw
+    else:
+        dy = torch.div(local, box_width, rounding_mode="floor")
+        fx, fy = (local - dy * box_width).float(), dy.float()
+    c = tris.coeffs[start:stop].index_select(0, tri)
     w0 = c[:, 0] + c[:, 1] * fx + c[:, 2] * fy
     w1 = c[:, 3] + c[:, 4] * fx + c[:, 5] * fy
-    inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-    hit = inside.nonzero().squeeze(1)
-    tri, dx, dy, fx, fy, c = tri[hit], dx[hit], dy[hit], fx[hit], fy[hit], c[hit]
+    hit = ((w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)).nonzero().squeeze(1)
+    tri, fx, fy, c = tri.index_select(0, hit), fx.index_select(0, hit), fy.index_select(0, hit), c.index_select(0, hit)
     depth = 1.0 / (c[:, 6] + c[:, 7] * fx + c[:, 8] * fy)
-    key = (depth.view(torch.int32).long() << FACE_BITS) | tris.face[start:stop][tri]
-    pixel = tris.base[start:stop][tri] + dy * width + dx
+    key = (depth.view(torch.int32).long() << FACE_BITS) | tris.face[start:stop].index_select(0, tri)
+    pixel = tris.base[start:stop].index_select(0, tri) + (fy * width + fx).long()
     zbuffer.scatter_reduce_(0, pixel, key, reduce="amin")
 
 
@@ -192,7 +201,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor
     zbuffer = torch.full((count * height * width,), BACKGROUND_KEY, dtype=torch.int64, device=device)
     if faces.shape[0]:
         tris = _screen_triangles(verts.float(), faces, vert_image, camera, settings)
-        for start, stop in _chunks(tris.size[:, 0] * tris.size[:, 1], settings.max_candidates):
+        for start, stop in _chunks(tris.count, settings.max_candidates):
             _reduce_chunk(tris, start, stop, width, zbuffer)
     background = zbuffer == BACKGROUND_KEY
     face = torch.where(background, -1, zbuffer & ((1 << FACE_BITS) - 1))
@@ -202,27 +211,45 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor
     return Fragments(face=face.view(shape), depth=depth.view(shape))
 
 
-def pixel_barycentrics(fragments: Fragments, verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor,
-                       camera: PinholeCamera) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perspective-correct barycentrics of the foreground pixels.
+@dataclass(frozen=True)
+class Foreground:
+    """The K foreground pixels of a batch, in flat (B*H*W) order.
 
-    Same packed inputs as :func:`rasterize`. Returns (pixel (K,) int64 flat index into the
-    (B*H*W) image grid, weights (K, 3) float32 summing to 1), K = number of foreground pixels,
-    so that a vertex attribute a interpolates as ``sum_i weights[:, i] * a[faces[face, i]]``.
+    pixel: (K,) int64 flat index; image: (K,) int64; u, v: (K,) float32 pixel-centre coordinates;
+    face: (K,) int64 packed face; weights: (K, 3) float32 perspective-correct barycentrics summing
+    to 1, so that a vertex attribute a interpolates as ``sum_i weights[:, i] * a[faces[face, i]]``.
     """
+
+    pixel: torch.Tensor
+    image: torch.Tensor
+    u: torch.Tensor
+    v: torch.Tensor
+    face: torch.Tensor
+    weights: torch.Tensor
+
+
+def foreground(fragments: Fragments, verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor,
+               camera: PinholeCamera) -> Foreground:
+    """The foreground pixels of ``fragments`` with their barycentrics; same packed inputs as
+    :func:`rasterize`."""
     face_flat = fragments.face.reshape(-1)
     pixel = (face_flat >= 0).nonzero().squeeze(1)
-    face = face_flat[pixel]
-    corners = faces[face]
-    xy = project_verts(verts.float(), vert_image, camera)[corners]
-    z = verts[:, 2].float()[corners]
-    column = (pixel % camera.width).to(xy.dtype) + 0.5
-    row = (pixel // camera.width % camera.height).to(xy.dtype) + 0.5
-    p0, p1, p2 = xy[:, 0], xy[:, 1], xy[:, 2]
+    face = face_flat.index_select(0, pixel)
+    image, rest = pixel // (camera.height * camera.width), pixel % (camera.height * camera.width)
+    row = rest // camera.width
+    u, v = (rest - row * camera.width).float() + 0.5, row.float() + 0.5
+    uv = project_verts(verts.float(), vert_image, camera)
+    depth = verts[:, 2].float()
+    corners = [faces[:, k].index_select(0, face) for k in range(3)]
+    xs = [uv[:, 0].index_select(0, c) for c in corners]
+    ys = [uv[:, 1].index_select(0, c) for c in corners]
 
-    def edge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (b[:, 0] - a[:, 0]) * (row - a[:, 1]) - (b[:, 1] - a[:, 1]) * (column - a[:, 0])
+    def edge(a: int, b: int) -> torch.Tensor:
+        return (xs[b] - xs[a]) * (v - ys[a]) - (ys[b] - ys[a]) * (u - xs[a])
 
-    screen = torch.stack([edge(p1, p2), edge(p2, p0), edge(p0, p1)], dim=1)  # proportional to area
-    weights = screen / z  # perspective correction: interpolate w / z, then normalise
-    return pixel, weights / weights.sum(dim=1, keepdim=True)
+    # Screen barycentrics (up to the common area factor) divided by depth, then normalised:
+    # attributes interpolate linearly in 1/z-weighted screen space under perspective.
+    weights = torch.stack([edge(1, 2) / depth.index_select(0, corners[0]),
+                           edge(2, 0) / depth.index_select(0, corners[1]),
+                           edge(0, 1) / depth.index_select(0, corners[2])], dim=1)
+    return Foreground(pixel, image, u, v, face, weights / weights.sum(dim=1, keepdim=True))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.render.camera import PinholeCamera
-from core.render.rasterizer import Fragments, RasterSettings, pixel_barycentrics, rasterize
+from core.render.rasterizer import Foreground, Fragments, RasterSettings, foreground, rasterize
 from core.render.shading import (
     Pattern,
     ShadingSettings,
@@ -119,29 +119,28 @@ def render(meshes: PeopleMeshes, camera: PinholeCamera, settings: RenderSettings
     if meshes.image.numel() and int(meshes.image.max()) >= camera.batch_size:
         raise ValueError(f"a person is in image {int(meshes.image.max())}, but there are {camera.batch_size} cameras")
     num_people, num_verts = meshes.verts.shape[:2]
-    num_faces = meshes.faces.shape[0]
+    num_faces = max(meshes.faces.shape[0], 1)
     device = meshes.verts.device
     camera = camera.to(device)
     offsets = torch.arange(num_people, device=device).view(-1, 1, 1) * num_verts
     packed_faces = (meshes.faces.unsqueeze(0) + offsets).reshape(-1, 3)
     vert_image = meshes.image.repeat_interleave(num_verts)
-    packed_verts = meshes.verts.reshape(-1, 3)
+    packed_verts = meshes.verts.reshape(-1, 3).float()
     fragments = rasterize(packed_verts, packed_faces, vert_image, camera, settings.raster)
-    pixel, weights = pixel_barycentrics(fragments, packed_verts, packed_faces, vert_image, camera)
-    packed_face = fragments.face.reshape(-1)[pixel]
-    person, face = packed_face // max(num_faces, 1), packed_face % max(num_faces, 1)
-    color = _background(camera, settings.shading, device)
-    color.view(-1, 3)[pixel] = _shade(meshes, person, face, weights, fragments, pixel, camera, settings.shading,
-                                      pattern)
-    instance = torch.zeros(fragments.face.numel(), dtype=torch.long, device=device)
-    instance[pixel] = meshes.person_in_image()[person] + 1
-    local_face = torch.full_like(instance, -1)
-    local_face[pixel] = face
+    seen = foreground(fragments, packed_verts, packed_faces, vert_image, camera)
+    person = torch.div(seen.face, num_faces, rounding_mode="floor")
+    face = seen.face - person * num_faces
     shape = fragments.face.shape
+    color = _background(camera, settings.shading, device)
+    color.view(-1, 3)[seen.pixel] = _shade(meshes, person, face, seen, fragments, camera, settings.shading, pattern)
+    instance = torch.zeros(fragments.face.numel(), dtype=torch.long, device=device)
+    instance[seen.pixel] = meshes.person_in_image().index_select(0, person) + 1
+    local_face = torch.full_like(instance, -1)
+    local_face[seen.pixel] = face
     bary = None
     if settings.barycentrics:
         bary = torch.zeros(fragments.face.numel(), 3, device=device)
-        bary[pixel] = weights
+        bary[seen.pixel] = seen.weights
         bary = bary.view(*shape, 3)
     return Rendering(color, fragments.depth, instance.view(shape), local_face.view(shape), bary)
 
@@ -151,37 +150,37 @@ def _background(camera: PinholeCamera, shading: ShadingSettings, device: torch.d
     return rgb.expand(camera.batch_size, camera.height, camera.width, 3).contiguous()
 
 
-def _shade(meshes: PeopleMeshes, person: torch.Tensor, face: torch.Tensor, weights: torch.Tensor,
-           fragments: Fragments, pixel: torch.Tensor, camera: PinholeCamera, shading: ShadingSettings,
-           pattern: Pattern | None) -> torch.Tensor:
+def _shade(meshes: PeopleMeshes, person: torch.Tensor, face: torch.Tensor, seen: Foreground, fragments: Fragments,
+           camera: PinholeCamera, shading: ShadingSettings, pattern: Pattern | None) -> torch.Tensor:
     """Lit RGB (K, 3) of the K foreground pixels."""
-    corners = meshes.faces[face]  # (K, 3) vertex ids within the person's mesh
+    num_verts = meshes.verts.shape[1]
+    # Rows of the seen corners in the (N*V) flattened per-vertex tables, (K, 3).
+    rows = meshes.faces.index_select(0, face) + (person * num_verts).unsqueeze(1)
 
     def interpolate(per_vertex: torch.Tensor) -> torch.Tensor:
         """(N, V, C) -> (K, C) at the pixels, with the perspective-correct weights."""
-        values = per_vertex[person.unsqueeze(1), corners]  # (K, 3, C)
-        return (values * weights.unsqueeze(2)).sum(dim=1)
+        table = per_vertex.reshape(-1, per_vertex.shape[-1])
+        values = table.index_select(0, rows.reshape(-1)).view(-1, 3, table.shape[1])
+        w = seen.weights
+        return values[:, 0] * w[:, :1] + values[:, 1] * w[:, 1:2] + values[:, 2] * w[:, 2:]
 
-    points = _pixel_points(fragments, pixel, camera)
+    points = _pixel_points(fragments, seen, camera)
     if shading.smooth:
         normals = torch.nn.functional.normalize(interpolate(vertex_normals(meshes.verts, meshes.faces)), dim=1)
     else:
-        normals = face_normals(meshes.verts, meshes.faces)[person, face]
+        table = face_normals(meshes.verts, meshes.faces).reshape(-1, 3)
+        normals = table.index_select(0, person * meshes.faces.shape[0] + face)
     normals = towards_camera(normals, points)
-    colors = meshes.colors[person] if meshes.colors.ndim == 2 else interpolate(meshes.colors)
+    colors = meshes.colors.index_select(0, person) if meshes.colors.ndim == 2 else interpolate(meshes.colors)
     if pattern is not None:
         attributes = None if meshes.attributes is None else interpolate(meshes.attributes)
-        colors = pattern(SurfaceSample(person, face, weights, points, normals, colors, attributes))
+        colors = pattern(SurfaceSample(person, face, seen.weights, points, normals, colors, attributes))
     return lambert(colors, normals, shading)
 
 
-def _pixel_points(fragments: Fragments, pixel: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
-    """(K, 3) camera-frame points seen at the centres of the flat ``pixel`` indices."""
-    image = pixel // (camera.height * camera.width)
-    column = (pixel % camera.width).float() + 0.5
-    row = (pixel // camera.width % camera.height).float() + 0.5
-    z = fragments.depth.reshape(-1)[pixel]
-    focal = camera.focal[image]
-    x = (column - camera.center[image, 0]) / focal * z
-    y = (row - camera.center[image, 1]) / focal * z
-    return torch.stack([x, y, z], dim=1)
+def _pixel_points(fragments: Fragments, seen: Foreground, camera: PinholeCamera) -> torch.Tensor:
+    """(K, 3) camera-frame points seen at the foreground pixel centres."""
+    z = fragments.depth.reshape(-1).index_select(0, seen.pixel)
+    focal = camera.focal.index_select(0, seen.image)
+    center = camera.center.index_select(0, seen.image)
+    return torch.stack([(seen.u - center[:, 0]) / focal * z, (seen.v - center[:, 1]) / focal * z, z], dim=1)
