@@ -75,12 +75,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="images per call in the batched run")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cull", choices=["none", "back"], default="none")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: one core per synth / render worker)")
+
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     _, faces, _ = mannequin()
     faces = faces.to(device)

@@ -10,9 +10,10 @@ inside the triangle are reduced into a per-pixel minimum of one int64 key::
 Positive float32 numbers order like their bit patterns, so ``amin`` over the keys keeps the
 nearest surface and, on a tie, the smallest face index: the result does not depend on the order
 of the work (deterministic on CPU and CUDA), and depth and face id come from a single
-``scatter_reduce``. Triangles are processed in chunks of at most ``max_candidates`` pixel
-candidates, so memory stays bounded whatever the scene (a single triangle larger than the budget
-forms its own chunk: at most one image's worth of candidates).
+``scatter_reduce``. Triangles are set up ``max_faces`` at a time and their pixels evaluated
+``max_candidates`` at a time, so memory stays bounded whatever the batch (a single triangle larger
+than the budget forms its own chunk: at most one image's worth of candidates). Not differentiable
+(runs under ``torch.no_grad``).
 
 Conventions (see :mod:`core.render.camera`): pixel (r, c) is sampled at (c + 0.5, r + 0.5);
 a sample on a triangle's edge counts as inside (shared edges are covered by both neighbours and
@@ -48,18 +49,21 @@ FLOAT_EXACT = 1 << 24
 
 @dataclass(frozen=True)
 class RasterSettings:
-    """near: metres; cull: which faces to drop (module docstring); max_candidates: pixel
-    candidates evaluated at once (memory ~ 60 bytes each)."""
+    """near: metres; cull: which faces to drop (module docstring); max_faces: triangles set up
+    at once (memory ~ 250 bytes each); max_candidates: pixel candidates evaluated at once (memory
+    ~ 100 bytes each). The defaults keep the working set small enough for the CPU caches
+    (measured with bench/bench_render.py) and peak memory near 100 MB."""
 
     near: float = 1e-2
     cull: Cull = "none"
-    max_candidates: int = 1 << 21
+    max_faces: int = 1 << 17
+    max_candidates: int = 1 << 18
 
     def __post_init__(self) -> None:
         if self.cull not in ("none", "back", "front"):
             raise ValueError(f"cull must be 'none', 'back' or 'front', got {self.cull!r}")
-        if self.near <= 0 or self.max_candidates <= 0:
-            raise ValueError("near and max_candidates must be positive")
+        if self.near <= 0 or self.max_faces <= 0 or self.max_candidates <= 0:
+            raise ValueError("near, max_faces and max_candidates must be positive")
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,6 @@ class Fragments:
 
     face: torch.Tensor
     depth: torch.Tensor
-
-    @property
-    def foreground(self) -> torch.Tensor:
-        return self.face >= 0
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,14 @@ def project_verts(verts: torch.Tensor, vert_image: torch.Tensor, camera: Pinhole
     return verts[:, :2] / verts[:, 2:].clamp_min(1e-12) * focal + center
 
 
-def _screen_triangles(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor, camera: PinholeCamera,
+def _screen_triangles(projected: tuple[torch.Tensor, torch.Tensor, torch.Tensor], faces: torch.Tensor,
+                      first_face: int, vert_image: torch.Tensor, camera: PinholeCamera,
                       settings: RasterSettings) -> _ScreenTriangles:
+    """projected: per vertex (u, v, z), each (Nv,); faces: (T, 3), the packed faces from
+    ``first_face`` on."""
     # Structure of arrays (one 1D tensor per corner coordinate): torch's gathers and reductions
     # over small middle dimensions are several times slower on CPU than these elementwise ops.
-    uv = project_verts(verts, vert_image, camera)
-    u, v, depth = uv[:, 0].contiguous(), uv[:, 1].contiguous(), verts[:, 2].contiguous()
+    u, v, depth = projected
     corners = [faces[:, k].contiguous() for k in range(3)]
     x0, x1, x2 = (u.index_select(0, c) for c in corners)
     y0, y1, y2 = (v.index_select(0, c) for c in corners)
@@ -141,7 +143,7 @@ def _screen_triangles(verts: torch.Tensor, faces: torch.Tensor, vert_image: torc
     count = box_width * (hi_y - lo_y + 1).long()
     image = vert_image.index_select(0, corners[0].index_select(0, face))
     base = (image * camera.height + lo_y.long()) * camera.width + lo_x.long()
-    return _ScreenTriangles(coeffs, box_width, count, base, face)
+    return _ScreenTriangles(coeffs, box_width, count, base, face + first_face)
 
 
 def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -181,10 +183,11 @@ def _reduce_chunk(tris: _ScreenTriangles, start: int, stop: int, width: int, zbu
     tri, fx, fy, c = tri.index_select(0, hit), fx.index_select(0, hit), fy.index_select(0, hit), c.index_select(0, hit)
     depth = 1.0 / (c[:, 6] + c[:, 7] * fx + c[:, 8] * fy)
     key = (depth.view(torch.int32).long() << FACE_BITS) | tris.face[start:stop].index_select(0, tri)
-    pixel = tris.base[start:stop].index_select(0, tri) + (fy * width + fx).long()
+    pixel = tris.base[start:stop].index_select(0, tri) + fy.long() * width + fx.long()
     zbuffer.scatter_reduce_(0, pixel, key, reduce="amin")
 
 
+@torch.no_grad()
 def rasterize(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor, camera: PinholeCamera,
               settings: RasterSettings = RasterSettings()) -> Fragments:
     """Rasterize packed triangles into the B images of ``camera``.
@@ -199,8 +202,12 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor
     height, width, count = camera.height, camera.width, camera.batch_size
     device = verts.device
     zbuffer = torch.full((count * height * width,), BACKGROUND_KEY, dtype=torch.int64, device=device)
-    if faces.shape[0]:
-        tris = _screen_triangles(verts.float(), faces, vert_image, camera, settings)
+    verts = verts.float()
+    uv = project_verts(verts, vert_image, camera)
+    projected = (uv[:, 0].contiguous(), uv[:, 1].contiguous(), verts[:, 2].contiguous())
+    for first in range(0, faces.shape[0], settings.max_faces):
+        tris = _screen_triangles(projected, faces[first:first + settings.max_faces], first, vert_image, camera,
+                                 settings)
         for start, stop in _chunks(tris.count, settings.max_candidates):
             _reduce_chunk(tris, start, stop, width, zbuffer)
     background = zbuffer == BACKGROUND_KEY
@@ -228,6 +235,7 @@ class Foreground:
     weights: torch.Tensor
 
 
+@torch.no_grad()
 def foreground(fragments: Fragments, verts: torch.Tensor, faces: torch.Tensor, vert_image: torch.Tensor,
                camera: PinholeCamera) -> Foreground:
     """The foreground pixels of ``fragments`` with their barycentrics; same packed inputs as

@@ -62,22 +62,22 @@ class PeopleMeshes:
     def from_images(cls, verts: Sequence[torch.Tensor], faces: torch.Tensor,
                     colors: Sequence[torch.Tensor] | None = None,
                     attributes: Sequence[torch.Tensor] | None = None) -> PeopleMeshes:
-        """Per image, (P_i, V, 3) verts (P_i may be 0) and optionally (P_i, 3 | V, 3) colors and
-        (P_i, V, C) attributes -> one batch; person p of image i gets instance id p + 1."""
-        faces = faces.long()
-        like = verts[0] if verts else torch.zeros(0)
-        num_verts = int(faces.max()) + 1 if faces.numel() else 0
-        flat = torch.cat([v.reshape(-1, num_verts, 3).float() for v in verts]) if verts else \
-            torch.zeros(0, num_verts, 3, device=like.device)
-        image = torch.cat([torch.full((len(v),), i, dtype=torch.long) for i, v in enumerate(verts)]) if verts else \
-            torch.zeros(0, dtype=torch.long)
+        """Per image, (P_i, V, 3) verts (P_i may be 0) and optionally (P_i, 3) or (P_i, V, 3)
+        colors (one form for all images) and (P_i, V, C) attributes -> one batch on the device of
+        the verts; person p of image i gets instance id p + 1."""
+        if not verts:
+            num_verts = int(faces.max()) + 1 if faces.numel() else 0
+            verts = [torch.zeros(0, num_verts, 3, device=faces.device)]
+        device = verts[0].device
+        flat = torch.cat([v.float() for v in verts])
+        image = torch.repeat_interleave(torch.arange(len(verts), device=device),
+                                        torch.tensor([len(v) for v in verts], device=device))
         if colors is None:
-            rgb = torch.tensor(DEFAULT_COLOR, device=flat.device).expand(len(flat), 3)
+            rgb = torch.tensor(DEFAULT_COLOR, device=device).expand(len(flat), 3)
         else:
-            rgb = torch.cat([c.float() for c in colors])
-        extra = None if attributes is None else torch.cat([a.float() for a in attributes])
-        return cls(flat, faces.to(flat.device), image.to(flat.device), rgb.to(flat.device),
-                   None if extra is None else extra.to(flat.device))
+            rgb = torch.cat([c.float() for c in colors]).to(device)
+        extra = None if attributes is None else torch.cat([a.float() for a in attributes]).to(device)
+        return cls(flat, faces.long().to(device), image, rgb, extra)
 
     def person_in_image(self) -> torch.Tensor:
         """(N,) int64 index of each person among the people of its image, in batch order."""
@@ -113,9 +113,15 @@ class Rendering:
     barycentrics: torch.Tensor | None = None
 
 
+@torch.no_grad()
 def render(meshes: PeopleMeshes, camera: PinholeCamera, settings: RenderSettings = RenderSettings(),
            pattern: Pattern | None = None) -> Rendering:
-    """Render ``meshes`` into the ``camera.batch_size`` images of ``camera``, on the meshes' device."""
+    """Render ``meshes`` into the ``camera.batch_size`` images of ``camera``, on the meshes' device.
+
+    Deterministic: depth, face and instance ids are integer min-reductions (same on every run and,
+    up to float rounding at shared edges, on CPU and CUDA); on CUDA the smooth normals' float
+    atomics may change colours in the last bits. Not differentiable.
+    """
     if meshes.image.numel() and int(meshes.image.max()) >= camera.batch_size:
         raise ValueError(f"a person is in image {int(meshes.image.max())}, but there are {camera.batch_size} cameras")
     num_people, num_verts = meshes.verts.shape[:2]

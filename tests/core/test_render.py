@@ -13,6 +13,7 @@ from core.render import (
     RasterSettings,
     RenderSettings,
     ShadingSettings,
+    Stripes,
     SurfaceSample,
     canonical_camera,
     canonical_cameras,
@@ -253,3 +254,18 @@ def test_cuda_matches_cpu(body):
     assert same.float().sum() / (cpu.instance > 0).sum() > 0.999
     torch.testing.assert_close(gpu.depth.cpu()[same], cpu.depth[same], rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(gpu.color.cpu()[same], cpu.color[same], rtol=0, atol=1e-4)
+
+
+def test_stripes_pattern_alternates_along_the_chosen_axis():
+    quad = torch.tensor([[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [1.0, 1.0, 3.0], [-1.0, 1.0, 3.0]])
+    meshes = PeopleMeshes.from_images([quad[None]], torch.tensor([[0, 1, 2], [0, 2, 3]]),
+                                      [torch.tensor([[0.8, 0.6, 0.4]])])
+    flat = RenderSettings(shading=ShadingSettings(ambient=1.0, diffuse=0.0))
+    out = render(meshes, canonical_camera(40, 40), flat, pattern=Stripes(period=0.5, axis=1, contrast=0.5))
+    mask = out.instance[0] > 0
+    rows = torch.nonzero(mask)[:, 0]
+    y = (rows.float() + 0.5 - 20) / float(canonical_camera(40, 40).focal[0]) * 3.0  # camera-frame y at z = 3
+    dark = torch.remainder(y / 0.5, 1.0) >= 0.5
+    expected = torch.tensor([0.8, 0.6, 0.4]) * torch.where(dark, 0.5, 1.0).unsqueeze(1)
+    torch.testing.assert_close(out.color[0][mask], expected, atol=1e-5, rtol=0)
+    assert dark.any() and (~dark).any()
