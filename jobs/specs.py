@@ -35,6 +35,7 @@ from eval.leaderboard_job import LeaderboardJob
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig
 from jobs.track import TrackJob
+from pipelines.export import ExportJob
 
 
 class SpecError(ValueError):
@@ -56,7 +57,8 @@ class EvalSpec:
 
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
-                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob}
+                          "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
+                          "track": TrackJob}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
