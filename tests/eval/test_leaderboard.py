@@ -131,7 +131,7 @@ def test_registry_is_validated(tmp_path):
         load_registry(tmp_path / "r.yaml")
     result = CliRunner().invoke(app, ["leaderboard", "--output", str(tmp_path / "o"), "--registry",
                                       str(tmp_path / "r.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
-    assert result.exit_code == 1 and "missing" in result.output
+    assert result.exit_code == 2 and "missing" in result.output
 
 
 def test_reported_only_tables_and_empty_store(tmp_path):

@@ -95,7 +95,7 @@ def test_eval_and_leaderboard_dry_runs(tmp_path):
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)["eval"]
     assert printed["config"] == {"benchmark": "cmu-panoptic", "predictions": "/p", "protocol": "fixed", "data": "/d",
-                                 "annots": None, "body_models": None, "split": None}
+                                 "annots": None, "body_models": None, "split": "test"}
     result = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--experiment", "x", "--dry-run"])
     assert yaml.safe_load(result.output)["leaderboard"]["experiments"] == ["x"]
     assert Path(yaml.safe_load(result.output)["leaderboard"]["output"]) == tmp_path
