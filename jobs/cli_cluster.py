@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -133,6 +134,8 @@ def submit(
     saw it); --check makes sure that Python has meshfleet's dependencies before anything is queued.
     """
     setup_logging(verbose)
+    if not verbose:  # "Uploading package gcs://...", per submission
+        logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
     kind, config = load_any_spec(spec)
     if dry_run:
         print_spec(kind, config)
