@@ -77,7 +77,8 @@ def _benchmark_command(benchmark: str) -> None:
         protocol: Annotated[str, typer.Option(help="official (as coded, quirks included) or fixed.")] = "official",
         output_json: Annotated[str | None, typer.Option(help="Write the flat metrics JSON here.")] = None,
         body_models: Annotated[str | None, typer.Option(
-            "--body-models", help="SMPL files (AGORA / 3DPW ground truth; inference).")] = None,
+            "--body-models", help="SMPL files (AGORA / 3DPW ground truth; inference), or `open` (meshfleet's "
+                                  "open body model).")] = None,
         split: Annotated[str | None, typer.Option(
             help="3dpw: sequenceFiles/<train|validation|test> to read (default test); "
                  "others: the split name recorded with the run.")] = None,

@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from core.settings import MODELS, PredictorSettings
+from pipelines.body_model_sets import is_open
 from pipelines.ray_job import Resources
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
@@ -41,7 +42,8 @@ class InferConfig:
 
     def __post_init__(self) -> None:
         for key in ("checkpoint", "body_models", "output"):
-            object.__setattr__(self, key, normalise(str(getattr(self, key))))
+            if not (key == "body_models" and is_open(self.body_models)):
+                object.__setattr__(self, key, normalise(str(getattr(self, key))))
 
     def validate(self) -> InferConfig:
         if not self.inputs:
@@ -50,10 +52,12 @@ class InferConfig:
             raise ConfigError(f"model: must be one of {MODELS}, not {self.model!r}")
         if is_local(self.checkpoint) and not os.path.isfile(self.checkpoint):
             raise ConfigError(f"checkpoint: {self.checkpoint} not found")
-        if is_local(self.body_models) and not os.path.isdir(self.body_models):
-            raise ConfigError(f"body_models: {self.body_models} is not a directory")
+        if is_local(self.body_models) and not is_open(self.body_models) and not os.path.isdir(self.body_models):
+            raise ConfigError(f"body_models: {self.body_models} is not a directory (or `open`)")
         if self.gender not in ("neutral", "male", "female"):
             raise ConfigError(f"gender: must be neutral, male or female, not {self.gender!r}")
+        if is_open(self.body_models) and self.gender != "neutral":
+            raise ConfigError(f"gender: the open body model is gender-neutral only, not {self.gender!r}")
         if is_local(self.output) and os.path.exists(self.output) and not os.path.isdir(self.output):
             raise ConfigError(f"output: {self.output} exists and is not a directory")
         if self.images_per_unit < 1 or self.frames_per_chunk < 1:
