@@ -32,7 +32,9 @@ There are no pose-corrective blend shapes: ``posedirs`` are zero.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +151,16 @@ def smplx_struct(arrays: BodyModelArrays, pad_betas: int = 300):
         v_template=arrays.v_template, shapedirs=shapedirs, J_regressor=arrays.J_regressor, weights=arrays.weights,
         posedirs=arrays.posedirs.T.reshape(verts, 3, -1), kintree_table=kintree, f=arrays.faces,
     )
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``np.load``-able npz whose bytes depend on the arrays only (sorted, stored, fixed dates)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.create_system, info.external_attr = 3, 0o644 << 16
+            data = io.BytesIO()
+            np.lib.format.write_array(data, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            archive.writestr(info, data.getvalue())
+    return buffer.getvalue()

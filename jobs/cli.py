@@ -100,7 +100,8 @@ def infer(
     batch_size: Annotated[int | None, typer.Option(
         help="Network views per forward. Default: 16 on CUDA, 1 on CPU.")] = None,
     save_verts: Annotated[bool, typer.Option(
-        "--save-verts", help="Also store the mesh vertices per person (6890 for SMPL, 13718 for the open model).")] = False,
+        "--save-verts", help="Also store the mesh vertices per person (6890 for SMPL, 13718 for the open "
+                             "model).")] = False,
     root_align: Annotated[bool, typer.Option(
         "--root-align", help="ROMP: centre joints on the hip midpoint (official --root_align).")] = False,
     gender: Annotated[str, typer.Option(help="SMPL model: neutral, male or female.")] = "neutral",

@@ -20,11 +20,9 @@ grid (``core/open_body_model.py``), zip entries without timestamps. Steps:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +30,14 @@ import numpy as np
 import torch
 
 from core import open_body_model as fmt
-from core.body_model_fit import align_chain, blend_skin, fit_regressor_row, grid, partition_of_unity, \
-    principal_directions
+from core.body_model_fit import (
+    align_chain,
+    blend_skin,
+    fit_regressor_row,
+    grid,
+    partition_of_unity,
+    principal_directions,
+)
 from jobs.open_body_model_joints import (
     EXTRA_JOINTS,
     H36M_JOINTS,
@@ -173,34 +177,25 @@ class PhenotypeSampler:
 def build_open_model(cache_dir: str | Path) -> OpenModelBuild:
     """Build the open body model (needs the ``open-model`` extra: anny)."""
     bodies = AnnyBodies(cache_dir)
-    sampler = PhenotypeSampler(bodies.calibration())
-    rng = np.random.default_rng(SEED)
-    sets = {name: sampler.sample(rng, years, count) for name, years, count in (
-        ("adults", ADULT_YEARS, ADULTS), ("infants", INFANT_YEARS, INFANTS), ("train", ALL_YEARS, TRAIN),
-        ("held_out", ALL_YEARS, HELD_OUT))}
-    log.info("T-posing %d bodies", sum(len(s) for s in sets.values()) + 1)
-    posed = {name: bodies.tposed(p) for name, p in sets.items()}
-    kid_verts, kid_heads = bodies.tposed(sampler.mean(KID_YEARS))
-    verts_count = kid_verts.shape[1]
+    posed = _tposed_samples(bodies)
+    verts_count = posed["kid"][0].shape[1]
     reference = np.random.default_rng(SEED + 1).standard_normal(verts_count * 3)  # fixes the PCA signs
-
-    adults = posed["adults"][0].reshape(ADULTS, -1)
-    template, shapedirs, explained = principal_directions(adults, NUM_BETAS, reference)
-    infants = posed["infants"][0].reshape(INFANTS, -1)
-    _, smil_shapedirs, smil_explained = principal_directions(infants, NUM_BETAS, reference)
+    template, shapedirs, explained = principal_directions(posed["adults"][0].reshape(ADULTS, -1), NUM_BETAS, reference)
+    _, smil_shapedirs, smil_explained = principal_directions(posed["infants"][0].reshape(INFANTS, -1), NUM_BETAS,
+                                                             reference)
     template = template.reshape(-1, 3)
 
     weights = _joint_weights(bodies)
-    joints = _pivots(bodies)
+    pivots = _pivots(bodies)
     template_heads = posed["adults"][1].mean(axis=0)
-    train_verts = np.concatenate([posed[n][0] for n in ("adults", "infants", "train")])
-    train_joints = joints.mean(np.concatenate([posed[n][1] for n in ("adults", "infants", "train")])[:, joints.indices])
-    regressor = _fit_joint_regressor(train_verts, train_joints, template, joints.mean(template_heads[None, joints.indices])[0],
-                                     weights)
+    training = ("adults", "infants", "train")
+    regressor = _fit_joint_regressor(np.concatenate([posed[n][0] for n in training]),
+                                     pivots.of(np.concatenate([posed[n][1] for n in training])),
+                                     template, pivots.of(template_heads[None])[0], weights)
     points = _points(bodies, template, template_heads, regressor, weights)
     arrays = {
         "v_template": grid(template, fmt.GRIDS["v_template"], np.int32),
-        "kid_template": grid(kid_verts[0], fmt.GRIDS["kid_template"], np.int32),
+        "kid_template": grid(posed["kid"][0][0], fmt.GRIDS["kid_template"], np.int32),
         "shapedirs": grid(shapedirs.reshape(-1, 3, NUM_BETAS), fmt.GRIDS["shapedirs"], np.int16),
         "smil_shapedirs": grid(smil_shapedirs.reshape(-1, 3, NUM_BETAS), fmt.GRIDS["smil_shapedirs"], np.int16),
         "faces": bodies.faces().astype(np.uint16),
@@ -211,13 +206,23 @@ def build_open_model(cache_dir: str | Path) -> OpenModelBuild:
         **_sparse_rows("extra_regressor", np.stack([_mix(points, mix) for _, mix, _ in EXTRA_JOINTS])),
         **_sparse_rows("h36m_regressor", np.stack([_mix(points, mix) for _, mix, _ in H36M_JOINTS])),
     }
-    decoded = fmt.decode_arrays(arrays, "build")
     held_verts, held_heads = posed["held_out"]
-    metrics = _metrics(decoded, held_verts, joints.mean(held_heads[:, joints.indices]), posed["adults"][0],
+    metrics = _metrics(fmt.decode_arrays(arrays, "build"), held_verts, pivots.of(held_heads), posed["adults"][0],
                        explained, smil_explained)
-    manifest = _manifest(arrays, metrics, verts_count)
-    return OpenModelBuild(arrays, manifest, joints_markdown(REGRESSOR_KEEP),
+    return OpenModelBuild(arrays, _manifest(arrays, metrics, verts_count), joints_markdown(REGRESSOR_KEEP),
                           LICENSE_TEXT.format(anny_version=ANNY_VERSION))
+
+
+def _tposed_samples(bodies: AnnyBodies) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The T-posed bodies of each sample set (one seeded generator, fixed order) and the kid template."""
+    sampler = PhenotypeSampler(bodies.calibration())
+    rng = np.random.default_rng(SEED)
+    sets = {name: sampler.sample(rng, years, count) for name, years, count in (
+        ("adults", ADULT_YEARS, ADULTS), ("infants", INFANT_YEARS, INFANTS), ("train", ALL_YEARS, TRAIN),
+        ("held_out", ALL_YEARS, HELD_OUT))}
+    sets["kid"] = sampler.mean(KID_YEARS)
+    log.info("T-posing %d bodies", sum(len(s) for s in sets.values()))
+    return {name: bodies.tposed(phenotypes) for name, phenotypes in sets.items()}
 
 
 @dataclass(frozen=True)
@@ -227,13 +232,15 @@ class _Pivots:
     indices: np.ndarray
     groups: list[list[int]]
 
-    def mean(self, heads: np.ndarray) -> np.ndarray:
-        """(B, len(indices), 3) gathered heads -> (B, 24, 3) joints."""
-        return np.stack([heads[:, group].mean(axis=1) for group in self.groups], axis=1)
+    def of(self, heads: np.ndarray) -> np.ndarray:
+        """Bone heads (B, 104, 3) -> SMPL joints (B, 24, 3)."""
+        gathered = heads[:, self.indices]
+        return np.stack([gathered[:, group].mean(axis=1) for group in self.groups], axis=1)
 
 
 def _pivots(bodies: AnnyBodies) -> _Pivots:
-    indices, groups = [], []
+    indices: list[int] = []
+    groups: list[list[int]] = []
     for pivots, _ in SMPL_JOINT_BONES.values():
         groups.append(list(range(len(indices), len(indices) + len(pivots))))
         indices.extend(bodies.bones.index(b) for b in pivots)
@@ -298,7 +305,7 @@ def _one_hot(index: int, size: int) -> np.ndarray:
 
 
 def _mix(points: dict[str, np.ndarray], mix: Mix) -> np.ndarray:
-    return sum(weight * points[name] for name, weight in mix)
+    return np.sum([weight * points[name] for name, weight in mix], axis=0)
 
 
 def _sparse_weights(weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -371,25 +378,13 @@ def write_open_model(build: OpenModelBuild, output: str | Path, overwrite: bool 
     if present and not overwrite:
         raise FileExistsError(f"{present[0]} exists (use --overwrite to replace the open body model there)")
     root.mkdir(parents=True, exist_ok=True)
-    npz = npz_bytes(build.arrays)
+    npz = fmt.npz_bytes(build.arrays)
     manifest = {**build.manifest, "arrays_sha256": hashlib.sha256(npz).hexdigest()}
-    contents = {fmt.ARRAYS_FILE: npz, fmt.MANIFEST_FILE: (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
+    contents = {fmt.ARRAYS_FILE: npz,
+                fmt.MANIFEST_FILE: (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
                 fmt.LICENSE_FILE: build.license_txt.encode(), fmt.JOINTS_FILE: build.joints_md.encode()}
     for name, data in contents.items():
         tmp = root / f".{name}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, root / name)
     return [root / name for name in contents]
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An ``np.load``-able npz whose bytes depend on the arrays only (sorted, stored, fixed dates)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.create_system, info.external_attr = 3, 0o644 << 16
-            data = io.BytesIO()
-            np.lib.format.write_array(data, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            archive.writestr(info, data.getvalue())
-    return buffer.getvalue()
