@@ -27,7 +27,8 @@ parents              int8 (24,)             SMPL's kinematic tree, -1 at the roo
 vertex_joint_ids     uint16 (21,)           vertices of joints 24-44 (nose, eyes, ears, feet, finger tips)
 ==================== ====================== ===================================================
 
-There are no pose-corrective blend shapes: ``posedirs`` are zero.
+There are no pose-corrective blend shapes: ``posedirs`` are zero. ``read_open_model`` reads a model
+directory, ``npz_bytes`` gives the archive's bytes, ``smplx_struct`` feeds the arrays to ``smplx.SMPL``.
 """
 
 from __future__ import annotations
