@@ -38,7 +38,7 @@ def read_mark(image: np.ndarray) -> int:
 def write_h264(path, fps: Fraction, offset_s: float = 0.0, gaps_every: int = 0, rotate: int = 0,
                faststart: bool = False) -> str:
     """FRAMES marked frames, libx264 with B-frames and one keyframe every GOP frames; the first
-    frame at ``offset_s``; with ``gaps_every`` = k every k-th frame lasts two frame periods (VFR).
+    frame at ``offset_s``; with ``gaps_every`` = k, frames 3, 3 + k, 3 + 2k... last two frame periods (VFR).
     AVI counts frames instead of time: there the clock is the frame rate."""
     ticks = fps if str(path).endswith(".avi") else TICKS
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
@@ -52,7 +52,7 @@ def write_h264(path, fps: Fraction, offset_s: float = 0.0, gaps_every: int = 0, 
         for i in range(FRAMES):
             frame = av.VideoFrame.from_ndarray(marked(i), format="bgr24")
             frame.pts, frame.time_base = round(pts), 1 / Fraction(ticks)
-            pts += 2 * period if gaps_every and i % gaps_every == gaps_every - 1 else period
+            pts += 2 * period if gaps_every and i % gaps_every == 3 else period
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return str(path)
@@ -61,7 +61,7 @@ def write_h264(path, fps: Fraction, offset_s: float = 0.0, gaps_every: int = 0, 
 VIDEOS = {  # name -> (writer arguments, fps the probe must read)
     "cfr.mp4": ({"fps": Fraction(25)}, 25.0),
     "ntsc_offset.mkv": ({"fps": Fraction(30000, 1001), "offset_s": 3.0}, 30000 / 1001),  # no count stored
-    "vfr.mp4": ({"fps": Fraction(25), "gaps_every": 7}, FRAMES / (FRAMES + FRAMES // 7) * 25),
+    "vfr.mp4": ({"fps": Fraction(25), "gaps_every": 7}, FRAMES / (FRAMES + len(range(3, FRAMES, 7))) * 25),
     "bframes.avi": ({"fps": Fraction(25)}, 25.0),  # AVI keeps no pts: B-frames come out disordered
 }
 
@@ -81,7 +81,7 @@ def unchunked(videos):
 def test_probe_counts_every_frame_and_reads_the_rate(videos, name):
     info = probe_video(videos[name])
     assert (info.frames, info.height, info.width) == (FRAMES, H, W)
-    assert info.fps == pytest.approx(VIDEOS[name][1], rel=2e-3)
+    assert info.fps == pytest.approx(VIDEOS[name][1], rel=1 / FRAMES + 1e-4)  # containers differ by one period
 
 
 @pytest.mark.parametrize("name", VIDEOS)
@@ -92,7 +92,8 @@ def test_unchunked_decode_is_every_frame_in_order(unchunked, name):
 
 
 @pytest.mark.parametrize("name", VIDEOS)
-@pytest.mark.parametrize("chunk", [64, 125])  # starts inside the 250-frame GOP, on and after its keyframe
+# chunk starts inside the 250-frame GOP, on its keyframe and after it (OpenCV's seek misses 270 on vfr.mp4)
+@pytest.mark.parametrize("chunk", [64, 90, 125])
 def test_chunks_equal_the_unchunked_decode(videos, unchunked, name, chunk):
     info = probe_video(videos[name])
     pieces = [f for start in range(0, FRAMES, chunk)
