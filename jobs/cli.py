@@ -45,7 +45,8 @@ _ROMP = OFFICIAL_THRESHOLDS[("romp", False)]
 SMOOTH_HELP = "One-Euro min cutoff for pose (official -sc); smaller is smoother."
 DET_HELP = "Tracker: detections above this confidence start and extend tracks (official 0.12)."
 LOW_HELP = "Tracker: detections above this (and below the det threshold) only extend tracks (official 0.05)."
-BUFFER_HELP = "Tracker: frames a lost track is kept for re-identification (official 60 at 30 fps)."
+BUFFER_HELP = ("Tracker: how long a lost track is kept for re-identification, in frames at 30 fps (scaled to "
+               "each video's rate; official 60 = 2 s).")
 SPEC_HELP = "Job spec file (YAML/TOML); options given on the command line override it."
 DRY_HELP = "Print the fully resolved spec and stop."
 
