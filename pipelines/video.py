@@ -125,7 +125,7 @@ def probe_video(uri: str) -> VideoInfo:
         if frames <= 0:  # Matroska, WebM, MPEG-TS: count the packets
             pts = _packet_pts(container, stream)
             frames, known = len(pts), sorted(p for p in pts if p is not None)
-            if len(known) > 1:  # mean rate over the stream; the nominal one when they agree to 1 %
+            if len(known) > 1 and known[-1] > known[0]:  # mean rate; the nominal one when they agree to 1 %
                 measured = (len(known) - 1) / float((known[-1] - known[0]) * _time_base(stream))
                 fps = fps if fps and abs(fps / measured - 1) < 0.01 else measured
             container.seek(0, stream=stream)
@@ -210,7 +210,10 @@ def iter_video_frames(uri: str, start: int = 0, stop: int | None = None,
     if start >= stop:
         return
     with open_video(uri) as opened:
-        located = _seek_verified(opened, start) if start > 0 else None
+        try:
+            located = _seek_verified(opened, start) if start > 0 else None
+        except av.error.FFmpegError:  # corrupt data around the seek: the plain decode reports it
+            located = None
         if located is not None or start == 0:
             yield from _frames(uri, located or enumerate(opened[0].decode(opened[1])), start, stop, info)
             return
