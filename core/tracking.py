@@ -27,8 +27,9 @@ By default (``official_association=False``) identities survive occlusions and cr
   the person should reappear;
 * stage 1 is a cascade: tracked tracks take their detections first, lost tracks then compete for
   the rest (one assignment of both lets a widening lost track steal a visible person's detection);
-* a lost track is a duplicate only of a track born after it was last seen whose detections fall
-  in its gate (the same person re-found under a new id); people merely passing by never delete it.
+* a lost track is a duplicate only of a tracked track that was born after it was last seen and
+  now lies in its gate (the same person re-found under a new id); people merely passing by never
+  delete it.
 
 Unlike the official tracker, which maps ids back to detections by nearest Kalman mean (two
 detections can get the same id), ids come straight from the assignment: one id per detection,
