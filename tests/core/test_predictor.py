@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -154,7 +156,11 @@ def test_explicit_thresholds_win_over_crowd_defaults(bev_net, body_models):
 
 
 def test_no_detection_gives_empty_columns(romp_net, body_models, scenes):
-    out = Predictor(romp_net, body_models, PredictorSettings(device="cpu", center_thresh=1e6)).predict(scenes[:2])
+    silent = copy.deepcopy(romp_net)  # a center head whose last conv outputs -10 everywhere: no peak passes
+    last = silent.final_layers[2][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, -10.0)
+    out = Predictor(silent, body_models, PredictorSettings(device="cpu", center_thresh=1.0)).predict(scenes[:2])
     assert len(out) == 0
     assert out.joints.shape == (0, 71, 3) and out.smpl_betas.shape == (0, 10)
     assert out.image_hw.tolist() == [[240, 320], [200, 150]]
