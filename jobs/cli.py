@@ -69,9 +69,11 @@ def infer(
     ctx: typer.Context,
     inputs: Annotated[list[str] | None, typer.Argument(
         help="Images, folders / s3:// prefixes, globs, manifests (.txt/.csv/.parquet lists) or videos.")] = None,
-    model: Annotated[str, typer.Option(help="romp or bev.")] = "romp",
+    model: Annotated[str, typer.Option(
+        help="romp or bev. Default: the model a meshfleet checkpoint records, else romp.")] = "romp",
     checkpoint: Annotated[str, typer.Option(
-        help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth (or ours); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
+        help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth, or a meshfleet checkpoint (which records its "
+             "model, backbone and input size); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
     body_models: Annotated[str, typer.Option(
         "--body-models", help="Folder (or s3:// prefix) with SMPL_NEUTRAL.pkl, J_regressor_extra.npy, "
                               "J_regressor_h36m.npy (+ smpl_kid_template.npy, smil_web.pkl for BEV).")] = "~/.romp",
@@ -130,6 +132,10 @@ def infer(
     values = dict(locals())
     values["inputs"] = list(inputs or [])
     given = explicit_params(ctx)
+    if "model" not in given and spec is None:
+        from core.checkpoints import recorded_model
+
+        values["model"] = recorded_model(Path(checkpoint).expanduser()) or model
     track_values = {"smooth_coeff": smooth_coeff, "det_thresh": track_det_thresh, "low_thresh": track_low_thresh,
                     "track_buffer": track_buffer}
     track_given = {k for k, v in (("smooth_coeff", "smooth_coeff"), ("det_thresh", "track_det_thresh"),
