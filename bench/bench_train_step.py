@@ -7,13 +7,18 @@
 ``network`` times the network alone (a loss that touches every output map, as the reference
 table of open-body-model.md 4 measured: batch 8, 2 threads); ``--full`` also times the whole
 objective (targets, body model, every loss) on synthetic stick-figure batches with exact labels.
-Numbers are medians over ``--iters`` steps after one warm-up step; the machine may be shared.
+Numbers are medians over ``--iters`` steps after one warm-up step.
+
+The configurations take turns step by step, so that on a shared machine they see the same load;
+``vs_first`` is each one's speed relative to the first configuration (default: HRNet-32 ROMP at
+256 px, which the reference table measured at 1.65 images/s on a quiet 2-core machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -31,7 +36,7 @@ from core.train.batch import TrainBatch, collate, sample_arrays
 from core.train.objective import ObjectiveConfig, compute_losses, forward_dense, make_targets
 from jobs.synthetic import labelled_stick_figures, write_synthetic_body_models
 
-DEFAULT_CONFIGS = ("romp:small:192", "romp:small:256", "bev:small:256", "romp:hrnet32:256", "romp:hrnet32:512")
+DEFAULT_CONFIGS = ("romp:hrnet32:256", "romp:small:256", "bev:small:256", "romp:small:192", "bev:hrnet32:256")
 
 
 def parse_config(text: str) -> NetworkConfig:
@@ -48,33 +53,23 @@ def synthetic_batch(body_models: BodyModelSet, size: int, batch: int) -> TrainBa
     return TrainBatch.from_arrays(collate(rows))
 
 
-def time_steps(step, iters: int, device: torch.device) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def bench(config: NetworkConfig, args: argparse.Namespace, body_models: BodyModelSet | None) -> dict:
+def make_steps(config: NetworkConfig, args: argparse.Namespace, body_models: BodyModelSet | None) -> dict:
+    """The row describing ``config`` and its step functions (network alone, whole objective)."""
     device = torch.device(args.device)
     net = build_network(config).to(device).train()
     if args.channels_last:
         net.backbone.channels_last = True
         net = net.to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-5)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if args.precision == "bf16"
+
+    def autocast():
+        return (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if args.precision == "bf16"
                 else nullcontext())
+
     images = torch.randint(0, 255, (args.batch, config.input_size, config.input_size, 3), device=device).float()
 
     def network_step() -> None:
-        with autocast:
+        with autocast():
             dense = forward_dense(net, images)
             outputs = [dense.center_map, dense.params_map] if dense.bev is None else [
                 dense.bev.center_3d, dense.bev.cam_3d, dense.bev.features, dense.center_map]
@@ -83,25 +78,52 @@ def bench(config: NetworkConfig, args: argparse.Namespace, body_models: BodyMode
         loss.backward()  # type: ignore[union-attr]
         optimiser.step()
 
-    row = {"model": config.model, "backbone": config.backbone, "input": config.input_size, "map": config.map_size,
-           "batch": args.batch, "params_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 2),
-           "threads": torch.get_num_threads(), "device": args.device, "precision": args.precision}
-    row["network_img_s"] = round(args.batch / time_steps(network_step, args.iters, device), 2)
+    steps = {"network": network_step}
     if args.full and body_models is not None:
         batch = synthetic_batch(body_models, config.input_size, args.batch).to(device)
         objective = ObjectiveConfig.official(config.model)
         body = (body_models.smpl if config.model == "romp" else body_models.smpla).to(device)  # type: ignore[union-attr]
 
         def full_step() -> None:
-            with autocast:
+            with autocast():
                 dense = forward_dense(net, batch.image)
                 terms = compute_losses(net, dense, make_targets(net, batch, objective), batch, body, objective)
             optimiser.zero_grad()
             terms.total.backward()
             optimiser.step()
 
-        row["full_step_img_s"] = round(args.batch / time_steps(full_step, args.iters, device), 2)
-    return row
+        steps["full_step"] = full_step
+    row = {"model": config.model, "backbone": config.backbone, "input": config.input_size, "map": config.map_size,
+           "batch": args.batch, "params_m": round(sum(p.numel() for p in net.parameters()) / 1e6, 2),
+           "threads": torch.get_num_threads(), "device": args.device, "precision": args.precision}
+    return {"row": row, "steps": steps}
+
+
+def timed(step, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def run_interleaved(entries: list[dict], args: argparse.Namespace) -> None:
+    """One warm-up step each, then ``iters`` rounds in which every configuration takes one step."""
+    device = torch.device(args.device)
+    for kind in entries[0]["steps"]:
+        times: list[list[float]] = [[] for _ in entries]
+        for entry in entries:
+            entry["steps"][kind]()
+        for _ in range(args.iters):
+            for k, entry in enumerate(entries):
+                times[k].append(timed(entry["steps"][kind], device))
+        first = statistics.median(times[0])
+        for k, entry in enumerate(entries):
+            median = statistics.median(times[k])
+            entry["row"][f"{kind}_img_s"] = round(args.batch / median, 2)
+            entry["row"][f"{kind}_vs_first"] = round(first / median, 2)
 
 
 def main() -> None:
@@ -119,8 +141,11 @@ def main() -> None:
     body_models = None
     if args.full:
         body_models = BodyModelSet.from_dir(write_synthetic_body_models(Path(tempfile.mkdtemp()), seed=0), for_bev=True)
-    for text in args.configs:
-        print(json.dumps(bench(parse_config(text), args, body_models)), flush=True)
+    entries = [make_steps(parse_config(text), args, body_models) for text in args.configs]
+    run_interleaved(entries, args)
+    print("load average at the end:", " ".join(f"{v:.1f}" for v in os.getloadavg()))
+    for entry in entries:
+        print(json.dumps(entry["row"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ OFFICIAL_INPUT = 512
 OFFICIAL_MAP = {"romp": 64, "bev": 128}
 OFFICIAL_HEAD_WIDTH = {"romp": 64, "bev": 128}
 OFFICIAL_HEAD_BLOCKS = {"romp": 2, "bev": 1}  # ROMP v1 head_block_num 2; BEV NUM_BASIC_BLOCKS 1
+# the compact backbone halves BEV's head width: its 128-channel det/param heads at full map
+# resolution would cost more than the backbone itself (bench/bench_train_step.py)
+SMALL_HEAD_WIDTH = {"romp": 64, "bev": 64}
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class NetworkConfig:
     """model: romp | bev; backbone: hrnet32 | resnet50 | small; input_size: square input side (px);
     map_size: side of the center / parameter maps; head_width: channels of the head blocks
     (ROMP heads, BEV det/param heads and the per-person feature); head_blocks: BasicBlocks per
-    ROMP head. Fields left 0 take the official value for ``model`` (maps scaled to ``input_size``).
+    ROMP head. Fields left 0 take the official value for ``model`` (maps scaled to ``input_size``;
+    the ``small`` backbone's BEV heads are 64 wide instead of 128).
     """
 
     model: str
@@ -50,7 +54,8 @@ class NetworkConfig:
         if not self.map_size:
             object.__setattr__(self, "map_size", self.input_size * OFFICIAL_MAP[self.model] // OFFICIAL_INPUT)
         if not self.head_width:
-            object.__setattr__(self, "head_width", OFFICIAL_HEAD_WIDTH[self.model])
+            widths = SMALL_HEAD_WIDTH if self.backbone == "small" else OFFICIAL_HEAD_WIDTH
+            object.__setattr__(self, "head_width", widths[self.model])
         if not self.head_blocks:
             object.__setattr__(self, "head_blocks", OFFICIAL_HEAD_BLOCKS[self.model])
         ratio = self.feature_size // self.map_size

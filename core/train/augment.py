@@ -70,7 +70,7 @@ NO_AUGMENT = AugmentConfig(flip_prob=0.0, rotate_prob=0.0, crop_prob=0.0, color_
 class AugmentPlan:
     """One draw of the random choices. crop: (left, top, right, bottom) square box in pixels of
     the rotated and flipped image (may extend past it: black); jitter: (brightness, contrast,
-    saturation) factors; occluders: (x0, y0, x1, y1, b, g, r) boxes in canvas pixels."""
+    saturation) factors; occluders: (x0, y0, x1, y1, r, g, b) boxes in canvas pixels."""
 
     rotation_deg: float = 0.0
     flip: bool = False

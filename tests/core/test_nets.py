@@ -259,6 +259,7 @@ def test_meshfleet_checkpoint_round_trip(tmp_path):
 
 def test_official_architecture_checkpoint_keeps_official_layout(tmp_path):
     net = build_network("romp")
+    assert net.config.is_official and not NetworkConfig("romp", "small", 256).is_official
     info = CheckpointInfo(network=net.config.to_dict(), body_model_set="smpl")
     save_checkpoint(tmp_path / "ours.pth", net.state_dict(), info)
     state, read_info = read_checkpoint(tmp_path / "ours.pth")
