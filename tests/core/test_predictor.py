@@ -199,7 +199,7 @@ def test_compact_network_at_another_input_size(kind, body_models, scenes):
 
     torch.manual_seed(0)
     net = build_network(NetworkConfig(kind, "small", 128))
-    predictor = Predictor(net, body_models, PredictorSettings(device="cpu", center_thresh=-1e9, root_align=True))
+    predictor = Predictor(net, body_models, PredictorSettings(device="cpu", center_thresh=0.0, root_align=True))
     prepared = predictor.prepare(scenes[:2])
     assert prepared.inputs.shape == (2, 128, 128, 3)
     out = predictor.run(prepared)
