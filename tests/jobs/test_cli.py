@@ -70,7 +70,7 @@ def test_infer_meshfleet_checkpoint_needs_no_flags(tmp_path, images, small_bev_c
     common = ["--checkpoint", str(small_bev_checkpoint), "--body-models", str(body_model_dir), "--device", "cpu"]
     dry = runner.invoke(app, ["infer", str(images), *common, "--dry-run"])
     assert dry.exit_code == 0 and "model: bev" in dry.output
-    result = runner.invoke(app, ["infer", str(images), *common, "--output", str(out), "--center-thresh", "-1e9",
+    result = runner.invoke(app, ["infer", str(images), *common, "--output", str(out), "--center-thresh", "0",
                                  "--no-ray"])
     assert result.exit_code == 0, result.output
     assert "frames 2" in result.output and "errors 0" in result.output
@@ -80,7 +80,7 @@ def test_infer_meshfleet_checkpoint_needs_no_flags(tmp_path, images, small_bev_c
     assert len(frame) > 0 and frame["smpl_betas"].map(len).eq(11).all()
     wrong = runner.invoke(app, ["infer", str(images), *common, "--model", "romp", "--output", str(tmp_path / "w"),
                                 "--no-ray"])
-    assert wrong.exit_code == 1 and "holds a bev model" in wrong.output
+    assert wrong.exit_code == 2 and "holds a bev model" in wrong.output
 
 
 def test_bad_checkpoint_is_named(tmp_path, images, checkpoints, body_model_dir):
