@@ -75,6 +75,7 @@ class SynthConfig:
                           *(("motions", m) for m in self.motions)):
             if uri and uri != OPEN_SET and _overlaps(normalise(uri), self.output):
                 raise ConfigError(f"{name}: {uri} overlaps the output {self.output}; use another --output")
+        resolve_body_models(self.body_models)
         if self.body_models != OPEN_SET and is_local(self.body_models) and not os.path.isdir(self.body_models):
             raise ConfigError(f"body_models: {self.body_models} is not a directory")
         if self.backgrounds and not background_files(self.backgrounds):
