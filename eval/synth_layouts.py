@@ -38,7 +38,7 @@ import torch
 
 from core.body_models import BodyModelSet
 from core.boxes import joint_boxes
-from eval.agora_format import IMG_HEIGHT, IMG_WIDTH
+from eval.agora_format import IMG_HEIGHT, IMG_WIDTH, NUM_VERTS
 from eval.cmu_panoptic import ANNOT_SCALE, GT_OFFSET, GT_ROOT, H36M17_COLUMNS, J17_TO_J14, J24_TO_J14
 from eval.relative_human import SMPL54_TO_CROWDPOSE14
 from pipelines.schema import column_array
@@ -113,12 +113,14 @@ def agora_dataframe(labels: pa.Table, body: BodyModelSet) -> pd.DataFrame:
 
 
 def agora_utils(body: BodyModelSet) -> dict[str, bytes]:
-    """``utils/body_verts_smpl.npy`` (every vertex of the set's mesh) and ``utils/smpl_kid_template.npy``
-    (the SMPL-A age direction plus template, i.e. the centred kid template the set was built from)."""
+    """``utils/body_verts_smpl.npy`` and ``utils/smpl_kid_template.npy`` (the SMPL-A age direction plus
+    template, i.e. the centred kid template the set was built from). MVE runs over every vertex the
+    AGORA reader accepts: all of an SMPL mesh, the first 6890 of a larger one (its index check)."""
     assert body.smpla is not None
     template = body.smpla.v_template.numpy().astype(np.float64)
     kid = template + body.smpla.shapedirs[:, :, 10].numpy().astype(np.float64)
-    return {"body_verts_smpl.npy": _npy(np.arange(len(template), dtype=np.int64)), "smpl_kid_template.npy": _npy(kid)}
+    ids = np.arange(min(len(template), NUM_VERTS), dtype=np.int64)
+    return {"body_verts_smpl.npy": _npy(ids), "smpl_kid_template.npy": _npy(kid)}
 
 
 def _npy(array: np.ndarray) -> bytes:
