@@ -53,6 +53,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", normalise(str(self.output)))
+        object.__setattr__(self, "motions", tuple(normalise(str(m)) for m in self.motions))
+        if self.backgrounds:
+            object.__setattr__(self, "backgrounds", normalise(str(self.backgrounds)))
         if self.body_models != OPEN_SET:
             object.__setattr__(self, "body_models", normalise(str(self.body_models)))
 

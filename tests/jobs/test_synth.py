@@ -27,7 +27,8 @@ SIZES = "192x108,160x120"  # a 16:9 size (AGORA's frame) and a 4:3 one
 
 def synth_args(output: Path, body_models: Path, scenes: int, *extra: str) -> list[str]:
     return ["synth", "--output", str(output), "--scenes", str(scenes), "--seed", "5", "--body-models",
-            str(body_models), "--size", SIZES, "--people", "2-4", "--scenes-per-unit", "2", "--no-ray", *extra]
+            str(body_models), "--size", SIZES, "--people", "2-4", "--ages", "adult=1,teen=1,kid=1,baby=1",
+            "--scenes-per-unit", "2", "--no-ray", *extra]
 
 
 def files(root: Path) -> dict[str, bytes]:
