@@ -88,17 +88,20 @@ class SceneSampler:
         return pose_from_euler("random", random_pose(rng, p.random_spread))
 
     @staticmethod
-    def _yaw(rng: np.random.Generator, name: str) -> float:
-        if name in LYING:  # lie across the view: the body's length stays out of the depth direction
-            return float(rng.choice([-1.0, 1.0]) * np.pi / 2 + rng.uniform(-0.4, 0.4))
-        return float(rng.uniform(-np.pi, np.pi))
+    def _yaw(rng: np.random.Generator, choice: PoseChoice) -> float:
+        """Any turn for upright people; people lying or crawling lie across the view (their head-to-foot
+        axis turned toward the image's x axis, +-0.4 rad), so their length stays out of the depth layers."""
+        if choice.name not in LYING:
+            return float(rng.uniform(-np.pi, np.pi))
+        head = choice.root @ np.array([0.0, 1.0, 0.0])  # the body's up axis after the pose's root tilt
+        return float(np.arctan2(head[2], head[0]) + rng.choice([0.0, np.pi]) + rng.uniform(-0.4, 0.4))
 
     def _still(self, index, shot, look, betas, ages, outfits, pose_rng, place_rng) -> Scene:
         camera = shot.camera
         choices = [self._pose(pose_rng, int(a)) for a in ages]
         thetas = np.zeros((len(ages), 72), np.float32)
         for p, choice in enumerate(choices):
-            rotation = body_to_camera(camera, self._yaw(pose_rng, choice.name)) @ choice.root
+            rotation = body_to_camera(camera, self._yaw(pose_rng, choice)) @ choice.root
             thetas[p, :3], thetas[p, 3:] = _global_orient(rotation), choice.body
         verts, _ = posed(self.body, betas, thetas)
         placement = place_in_layers(verts.astype(np.float64), shot, self.settings.placement, place_rng)
@@ -127,7 +130,7 @@ class SceneSampler:
             cross_x = pose_rng.uniform(-0.5, 0.5) * half_width
             if not walker:
                 choice = self._pose(pose_rng, int(ages[p]))
-                rotation = body_to_camera(camera, self._yaw(pose_rng, choice.name)) @ choice.root
+                rotation = body_to_camera(camera, self._yaw(pose_rng, choice)) @ choice.root
                 thetas[:, p, :3], thetas[:, p, 3:] = _global_orient(rotation), choice.body
                 xs[:, p] = cross_x
                 names.append(choice.name)
