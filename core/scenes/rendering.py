@@ -1,7 +1,8 @@
-"""The one place where scene sampling meets the renderer.
+"""The one place where scene sampling meets the renderer (:mod:`core.render`).
 
-TEMPORARY GLUE: until core's renderer lands, ``render_people`` splats vertices into a z-buffer (no
-triangles). Replace the two functions' bodies by calls to the renderer; their signatures stay.
+A frame is one ``render`` call (colour, depth, instance ids of all people); the pixels each person
+covers alone (for occlusion) come from one batched ``rasterize`` call with every person in an image
+of their own. The scene's light and tint become the renderer's shading settings.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from core.render import PeopleMeshes, PinholeCamera, RasterSettings, RenderSettings, ShadingSettings, rasterize, render
 from core.scenes.record import Camera, Look
 
 
@@ -23,54 +26,33 @@ class RenderedFrame:
     ids: np.ndarray
 
 
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(P, V, 3), (F, 3) -> (P, V, 3) unit area-weighted vertex normals."""
-    tri = verts[:, faces]
-    face_n = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
-    normals = np.zeros_like(verts)
-    for k in range(3):
-        for p in range(len(verts)):
-            np.add.at(normals[p], faces[:, k], face_n[p])
-    return normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
-
-
-def shade(colors: np.ndarray, normals: np.ndarray, look: Look) -> np.ndarray:
-    """Lambert shading with ambient light and a tint; normals facing away from the light get ambient."""
-    lambert = np.clip(-(normals @ np.asarray(look.light_dir)), 0.0, 1.0)[..., None]
-    return np.clip(colors * (look.ambient + look.diffuse * lambert) * np.asarray(look.tint), 0.0, 1.0)
-
-
-def _splat(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    uv = camera.project(points)
-    col, row = np.floor(uv[..., 0]).astype(np.int64), np.floor(uv[..., 1]).astype(np.int64)
-    inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height) & (points[..., 2] > 1e-3)
-    return row, col, inside
+def _cameras(camera: Camera, count: int) -> PinholeCamera:
+    cx, cy = camera.principal_point
+    return PinholeCamera(torch.full((count,), camera.focal, dtype=torch.float32),
+                         torch.tensor([[cx, cy]], dtype=torch.float32).expand(count, 2).contiguous(),
+                         camera.height, camera.width)
 
 
 def render_people(verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, camera: Camera, look: Look
                   ) -> RenderedFrame:
-    """P people (verts (P, V, 3) camera frame, faces (F, 3), colors (P, V, 3) albedo) -> one frame."""
-    h, w = camera.height, camera.width
-    depth = np.full(h * w, np.inf, np.float32)
-    ids = np.zeros(h * w, np.int32)
-    colour = np.zeros((h * w, 3), np.float32)
-    if len(verts):
-        shaded = shade(colors, vertex_normals(verts, faces), look)
-        row, col, inside = _splat(verts, camera)
-        person = np.broadcast_to(np.arange(len(verts))[:, None], inside.shape)
-        pix, z = (row * w + col)[inside], verts[..., 2][inside]
-        order = np.lexsort((-z, pix))  # per pixel, nearest last
-        pix, z = pix[order], z[order]
-        depth[pix] = z
-        ids[pix] = person[inside][order] + 1
-        colour[pix] = shaded[inside][order]
-    return RenderedFrame(colour.reshape(h, w, 3), depth.reshape(h, w), ids.reshape(h, w))
+    """P people (verts (P, V, 3) camera frame, faces (F, 3), colors (P, V, 3) albedo) -> one frame, lit
+    by the scene's light (the tint multiplies the albedo: Lambert shading is linear in it)."""
+    tint = np.asarray(look.tint, np.float32)
+    meshes = PeopleMeshes.from_images([torch.from_numpy(np.ascontiguousarray(verts, np.float32))],
+                                      torch.from_numpy(faces), [torch.from_numpy(colors * tint)])
+    shading = ShadingSettings(light_direction=look.light_dir, ambient=look.ambient, diffuse=look.diffuse)
+    out = render(meshes, _cameras(camera, 1), RenderSettings(shading=shading))
+    return RenderedFrame(out.color[0].numpy(), out.depth[0].numpy(), out.instance[0].numpy().astype(np.int32))
 
 
 def solo_pixel_counts(verts: np.ndarray, faces: np.ndarray, camera: Camera) -> np.ndarray:
     """(P,) pixels inside the image that each person covers when rendered alone (no occluders)."""
-    counts = np.zeros(len(verts), np.int64)
-    for p in range(len(verts)):
-        row, col, inside = _splat(verts[p:p + 1], camera)
-        counts[p] = len(np.unique((row * camera.width + col)[inside]))
-    return counts
+    count, num_verts = verts.shape[:2]
+    if count == 0:
+        return np.zeros(0, np.int64)
+    packed = torch.from_numpy(np.ascontiguousarray(verts, np.float32)).reshape(-1, 3)
+    offsets = torch.arange(count).view(-1, 1, 1) * num_verts
+    packed_faces = (torch.from_numpy(faces).unsqueeze(0) + offsets).reshape(-1, 3)
+    fragments = rasterize(packed, packed_faces, torch.arange(count).repeat_interleave(num_verts),
+                          _cameras(camera, count), RasterSettings())
+    return (fragments.face >= 0).flatten(1).sum(dim=1).numpy().astype(np.int64)
