@@ -97,5 +97,5 @@ def degrade(image: np.ndarray, look: Look, seed: int) -> np.ndarray:
         out = cv2.GaussianBlur(out, (0, 0), look.blur_sigma)
     out = out * np.float32(255.0)
     if look.noise_sigma > 0:
-        out += np.random.default_rng(seed).normal(0.0, look.noise_sigma, out.shape).astype(np.float32)
+        out += np.random.default_rng(seed).standard_normal(out.shape, dtype=np.float32) * np.float32(look.noise_sigma)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
