@@ -240,13 +240,13 @@ def write_layouts(output: str, body: BodyModelSet) -> dict[str, int]:
         tables.append(labels.select(["source", "frame", "track_id", "image_height", "image_width", "joints2d",
                                      "occlusion"]))
         unit = posixpath.basename(uri.replace("\\", "/")).removesuffix(".parquet")
-        frame = agora_dataframe(labels, body)
-        counts["agora"] += len(frame)
-        if len(frame) and f"{unit}_withjv.pkl" not in done:
+        heights, widths = labels.column("image_height").to_numpy(), labels.column("image_width").to_numpy()
+        stills = [(int(heights[idx[0]]), int(widths[idx[0]])) for _, idx in images(labels)]
+        counts["agora"] += sum(is_agora_frame(h, w) for h, w in stills)
+        counts["cmu_panoptic"] += len(stills)
+        if f"{unit}_withjv.pkl" not in done and (frame := agora_dataframe(labels, body)).shape[0]:
             write_bytes_atomic(join(agora_dir, f"{unit}_withjv.pkl"), dataframe_bytes(frame))
-        records = cmu_records(labels)
-        counts["cmu_panoptic"] += len(records)
-        if records and f"{unit}.pkl" not in done:
+        if f"{unit}.pkl" not in done and (records := cmu_records(labels)):
             write_bytes_atomic(join(cmu_dir, f"{unit}.pkl"), cmu_bytes(records))
         annots.update(relative_human_annots(labels))
     if counts["agora"]:
