@@ -182,9 +182,14 @@ class BodyModel(nn.Module):
         return BodyOutput(verts=verts, joints=joints)
 
 
+def root_offset(out: BodyOutput) -> torch.Tensor:
+    """(N, 3) the midpoint of joints 45/46 (LSP hips): what root alignment moves to the origin."""
+    return out.joints[:, list(ROOT_ALIGN_JOINTS)].mean(1)
+
+
 def root_align(out: BodyOutput) -> BodyOutput:
     """Subtract the midpoint of joints 45/46 (LSP hips) from joints and vertices."""
-    root = out.joints[:, list(ROOT_ALIGN_JOINTS)].mean(1, keepdim=True)
+    root = root_offset(out)[:, None]
     return BodyOutput(verts=out.verts - root, joints=out.joints - root)
 
 
@@ -216,6 +221,17 @@ class BodyModelSet(nn.Module):
             others = self.smpla(betas[~baby], thetas[~baby])
             verts[~baby], joints[~baby] = others.verts, others.joints
         return BodyOutput(verts=verts, joints=joints)
+
+    def layer_for(self, model: str, betas: torch.Tensor) -> tuple[BodyModel, torch.Tensor]:
+        """The layer that meshes one person of ``model`` ("romp" or "bev") with shape ``betas`` (K,),
+        and the betas that layer takes: the same choice as ``smpl_forward`` / ``smpla_forward``."""
+        if model == "romp":
+            return self.smpl, betas[:10]
+        if model != "bev":
+            raise ValueError(f"model must be romp or bev, not {model!r}")
+        if self.smpla is None or self.smil is None:
+            raise ValueError("this body-model set was loaded without SMPL-A / SMIL (load it for BEV)")
+        return (self.smil, betas[:10]) if float(betas[10]) > BABY_THRESHOLD else (self.smpla, betas)
 
     @classmethod
     def from_dir(cls, directory: str | Path, gender: str = "neutral", for_bev: bool = False) -> BodyModelSet:

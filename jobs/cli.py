@@ -27,6 +27,7 @@ from jobs.cli_common import (
     setup_logging,
 )
 from jobs.cli_eval import eval_app
+from jobs.cli_export import export_app
 from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig
 
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(export_app, name="export")
 app.command()(submit)
 app.command()(synth)
 
@@ -251,31 +253,6 @@ def run_command(
         print_spec(kind, config)
         return
     raise typer.Exit(run_here(kind, config))
-
-
-export_app = typer.Typer(help="Export results to other formats.", no_args_is_help=True)
-app.add_typer(export_app, name="export")
-
-
-@export_app.command("mot")
-def export_mot(
-    ctx: typer.Context,
-    results: Annotated[str | None, typer.Argument(help="Tracked results dataset (folder or s3:// prefix).")] = None,
-    output: Annotated[str | None, typer.Option(
-        help="Folder or s3:// prefix for one MOTChallenge <sequence>.txt per video.")] = None,
-    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
-) -> None:
-    """Write tracks as MOTChallenge text (boxes from the extents of pj2d_org), one file per video."""
-    if spec is None and (results is None or output is None):
-        fail("give RESULTS and --output (or --spec FILE)", 2)
-    values = {"results": results, "output": output}
-    paths = {"results": "results", "output": "output"}
-    job = job_from_options(ctx, "export-mot", values, paths, spec)
-    if dry_run:
-        print_spec("export-mot", job)
-        return
-    raise typer.Exit(run_job("export-mot", job))
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

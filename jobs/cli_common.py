@@ -151,6 +151,10 @@ def run_job(kind: str, config: Any) -> int:
             fail(err)
         typer.echo(f"{len(written)} sequences written to {config.output}")
         return 0
+    if kind == "export":
+        from jobs.cli_export import run_export_and_report
+
+        return run_export_and_report(config)
     raise ValueError(f"unknown job kind {kind!r}")
 
 

@@ -36,6 +36,7 @@ from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
+from pipelines.export import ExportJob
 
 
 class SpecError(ValueError):
@@ -57,8 +58,8 @@ class EvalSpec:
 
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
-                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob,
-                          "synth": SynthConfig}
+                          "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
+                          "track": TrackJob, "synth": SynthConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:

@@ -34,6 +34,14 @@ class TrackingSettings:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
 
 
+def fps_of(frames: np.ndarray, stamps: np.ndarray) -> float:
+    """A video's frame rate from its rows' frame indices and timestamps (seconds; NaN or <= 0 where
+    unknown): the median of frame / timestamp, or DEFAULT_FPS when no row has a timestamp."""
+    stamps = np.asarray(stamps, np.float64)
+    ok = np.isfinite(stamps) & (stamps > 0)
+    return float(np.median(frames[ok] / stamps[ok])) if ok.any() else DEFAULT_FPS
+
+
 def centers_of(cam: np.ndarray, model: str) -> np.ndarray:
     """(N, 2) image-plane centers in [-1, 1]: ROMP cam = (s, tx, ty), BEV cam = (s, y, x)."""
     return cam[:, [1, 2]] if model == "romp" else cam[:, [2, 1]]
@@ -51,8 +59,7 @@ class VideoTracker:
 
     def _fps(self, frames: np.ndarray, stamps: np.ndarray) -> float:
         if self.fps is None:
-            ok = np.isfinite(stamps) & (stamps > 0)
-            self.fps = float(np.median(frames[ok] / stamps[ok])) if ok.any() else DEFAULT_FPS
+            self.fps = fps_of(frames, stamps)
         return self.fps
 
     def process(self, table: pa.Table) -> pa.Table:
