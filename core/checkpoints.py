@@ -70,13 +70,9 @@ def _describe(keys: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_weights(model: nn.Module, path: str | Path) -> str:
-    """Load ``path`` into ``model`` strictly (see module doc); returns the file's sha256.
-
-    Raises ``CheckpointError`` naming the file and the first missing, unexpected or
-    wrongly-shaped keys.
-    """
-    state = read_state_dict(path)
+def fit_problems(state: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """What keeps ``state`` from loading into ``model`` strictly: missing, unexpected and wrongly
+    shaped keys (empty if it fits)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and k not in OPTIONAL_BUFFERS]
     unexpected = [k for k in state if k not in expected]
@@ -92,10 +88,22 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
         problems.append(f"unexpected keys: {_describe(unexpected)}")
     if mismatched:
         problems.append(f"wrong shapes: {_describe(mismatched)}")
+    return problems
+
+
+def load_weights(model: nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> str:
+    """Load ``path`` (or its already read ``state``) into ``model`` strictly (see module doc);
+    returns the file's sha256.
+
+    Raises ``CheckpointError`` naming the file and the first missing, unexpected or
+    wrongly-shaped keys.
+    """
+    state = read_state_dict(path) if state is None else state
+    problems = fit_problems(state, model)
     if problems:
         raise CheckpointError(
             f"{path}: does not fit {type(model).__name__} ({len(state)} entries, "
-            f"{len(expected)} expected); " + "; ".join(problems)
+            f"{len(model.state_dict())} expected); " + "; ".join(problems)
         )
     model.load_state_dict(state, strict=False)
     return file_sha256(path)

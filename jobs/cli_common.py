@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from core.settings import bev_variant_for
-from jobs.specs import KINDS, SpecError, dump_spec, from_dict, load_spec, merge, read_spec_file, to_dict
+from jobs.cli_base import USAGE_ERROR, one_line
+from jobs.specs import SpecError, build, dump_spec, load_spec, merge, read_spec_file, to_dict
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -19,13 +21,38 @@ console = Console(stderr=True, soft_wrap=True)
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)  # also when already configured
     if not verbose:  # Ray Data logs every execution plan at INFO
         logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 def fail(err: Exception | str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error:[/red] {err}")
+    """One line on stderr (the traceback too with ``-v``) and exit ``code``: 2 for a user error
+    (fix an input or a flag), 1 when the job itself failed."""
+    if isinstance(err, BaseException) and logging.getLogger().isEnabledFor(logging.INFO):
+        console.print("".join(traceback.format_exception(err)), markup=False, highlight=False)
+    console.print(f"[red]error:[/red] {escape(one_line(err))}", highlight=False)
     raise typer.Exit(code)
+
+
+def input_error_code(err: Exception) -> int:
+    """2 when ``err`` says an input is wrong (a checkpoint, body-model, benchmark, ground-truth or
+    registry file, an input list, a setting, a path that does not exist, an output holding another
+    job), 1 otherwise (the job itself failed)."""
+    from core.checkpoints import CheckpointError
+    from core.smpl_pickle import BodyModelFileError, UnsafePickleError
+    from eval.common import EvalError
+    from eval.leaderboard import RegistryError
+    from eval.mot_format import MotFormatError
+    from jobs.config import ConfigError
+    from jobs.track import TrackingError
+    from pipelines.jobstate import JobMismatchError
+    from pipelines.readers import InputError
+
+    inputs = (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, ConfigError, JobMismatchError,
+              EvalError, RegistryError, MotFormatError, TrackingError, SpecError, FileNotFoundError,
+              NotADirectoryError)
+    return USAGE_ERROR if isinstance(err, inputs) else 1
 
 
 def explicit_params(ctx: typer.Context) -> set[str]:
@@ -57,12 +84,8 @@ def flags_tree(values: dict[str, Any], paths: dict[str, str], only: set[str] | N
 def resolve(kind: str, flags: dict, explicit: dict, spec: Path | None) -> Any:
     """Defaults < spec file < options given on the command line; strict conversion."""
     data = flags if spec is None else merge(_section(spec, kind), explicit)
-    if kind in ("infer",) and isinstance(data.get("settings"), dict):
-        settings = data["settings"]
-        if settings.get("bev_variant") in (None, "auto"):
-            settings["bev_variant"] = bev_variant_for(data.get("checkpoint"))
     try:
-        return from_dict(KINDS[kind], data, kind)
+        return build(kind, data)
     except SpecError as err:
         fail(err, 2)
 
@@ -77,14 +100,17 @@ def job_from_options(ctx: typer.Context, kind: str, values: dict[str, Any], path
 
 
 def run_here(kind: str, config: Any) -> int:
-    """Run a spec in this process; an infer spec is first checked (exit 2 names the bad key)."""
-    if kind == "infer":
-        from jobs.config import ConfigError
+    """Run a spec in this process; infer and track specs are first checked (exit 2 names the bad key;
+    eval checks its inputs itself, before Ray starts)."""
+    from jobs.config import check_tracking
 
-        try:
+    try:
+        if kind == "infer":
             config.validate()
-        except (ConfigError, ValueError) as err:
-            fail(err, 2)
+        if kind == "track":
+            check_tracking(config.settings)
+    except ValueError as err:
+        fail(err, USAGE_ERROR)
     return run_job(kind, config)
 
 
@@ -119,17 +145,21 @@ def run_job(kind: str, config: Any) -> int:
         try:
             summary = track_dataset(config.results, config.output, config.settings, config.overwrite)
         except (TrackingError, ValueError, FileNotFoundError) as err:
-            fail(err)
+            fail(err, input_error_code(err))
         typer.echo(summary.line() + f"\nresults: {config.output}")
         return 0
     if kind == "leaderboard":
         from eval.leaderboard import RegistryError
+        from eval.leaderboard_io import StoreError
         from eval.leaderboard_job import run_leaderboard
 
         try:
             tables = run_leaderboard(config)
+        except StoreError as err:
+            console.print(f"[yellow]warning:[/yellow] {escape(one_line(err))}", highlight=False)
+            return USAGE_ERROR
         except (RegistryError, OSError) as err:
-            fail(err)
+            fail(err, input_error_code(err))
         runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
         typer.echo(f"{len(tables)} tables, {runs} runs -> {config.output / 'leaderboard.md'}, "
                    f"{config.output / 'index.html'}")
@@ -148,7 +178,7 @@ def run_job(kind: str, config: Any) -> int:
         try:
             written = export_mot(config)
         except (FileNotFoundError, ValueError, OSError) as err:
-            fail(err)
+            fail(err, input_error_code(err))
         typer.echo(f"{len(written)} sequences written to {config.output}")
         return 0
     if kind == "export":
@@ -162,7 +192,7 @@ def run_infer_and_report(cfg: Any) -> int:
     from tqdm import tqdm
 
     from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError
+    from core.smpl_pickle import BodyModelFileError, UnsafePickleError
     from jobs.config import ConfigError
     from jobs.infer import RunSummary, run_infer
     from pipelines.jobstate import JobMismatchError
@@ -177,26 +207,33 @@ def run_infer_and_report(cfg: Any) -> int:
 
     try:
         summary = run_infer(cfg, progress)
-    except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError) as err:
+    except (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, JobMismatchError, ConfigError,
+            ValueError) as err:
         bar.close()
-        fail(err)
+        fail(err, input_error_code(err))
     bar.close()
     typer.echo(summary.line() + f"\nresults: {cfg.output}")
     return 0
 
 
 def run_eval_and_report(spec: Any) -> int:
+    """Check the inputs (and the inference config), then start Ray, (infer and) evaluate, print the JSON."""
     import json
 
     from core.smpl_pickle import UnsafePickleError
-    from eval.common import EvalError
     from eval.job import run_eval
-    from jobs.config import ConfigError
+    from eval.registry import check_inputs
     from jobs.infer import ensure_ray, run_infer
 
     job = spec.job()
     try:
-        started = ensure_ray(getattr(job.infer, "address", None))
+        check_inputs(job.config, infer_first=job.infer is not None)
+        if job.infer is not None:
+            job.infer.validate()
+    except ValueError as err:
+        fail(err, USAGE_ERROR)
+    try:
+        started = ensure_ray(spec.address or getattr(job.infer, "address", None))
         try:
             payload, _ = run_eval(job, run_infer)
         finally:
@@ -204,8 +241,8 @@ def run_eval_and_report(spec: Any) -> int:
                 import ray
 
                 ray.shutdown()
-    except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
-        fail(err)
+    except (UnsafePickleError, ValueError, FileNotFoundError) as err:
+        fail(err, input_error_code(err))
     typer.echo(json.dumps(payload, indent=2, default=float))
     return 0
 
@@ -217,7 +254,7 @@ def run_tracking_eval_and_report(job: Any) -> int:
     try:
         _, report = run_tracking_eval(job)
     except (MotFormatError, FileNotFoundError, ValueError) as err:
-        fail(err)
+        fail(err, input_error_code(err))
     o = report.overall
     typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
                f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "

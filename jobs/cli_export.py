@@ -17,13 +17,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from jobs.cli_base import DRY_HELP, SPEC_HELP, VERBOSE_HELP
 from jobs.cli_common import explicit_params, fail, job_from_options, print_spec, resolve, run_job, setup_logging
 
 FORMATS = ("gltf", "bvh", "npz")
 BY_FORMAT = "by-format"
 PLAIN_EVERY_S = 10.0  # progress lines off a terminal (logs, CI): one per this many seconds, and the last
-SPEC_HELP = "Job spec file (YAML/TOML); options given on the command line override it."
-DRY_HELP = "Print the fully resolved spec and stop."
 RESULTS_HELP = "Results dataset (folder or s3:// prefix); tracked (`meshfleet track`) for video tracks."
 OUTPUT_HELP = "Folder or s3:// prefix for one file per track (only those files are written)."
 TRACK_HELP = "Only this track: its id (in every video) or an exported name such as walk.track3."
@@ -56,8 +55,10 @@ def export_mot(
         help="Folder or s3:// prefix for one MOTChallenge <sequence>.txt per video.")] = None,
     spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Write tracks as MOTChallenge text (boxes from the extents of pj2d_org), one file per video."""
+    setup_logging(verbose)
     _mot(ctx, results, output, spec, dry_run)
 
 

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from core.scenes.settings import AGE_NAMES, parse_size
-from jobs.cli_common import explicit_params, fail, print_spec, resolve, set_path, setup_logging
+from jobs.cli_base import DRY_HELP, SPEC_HELP, USAGE_ERROR, VERBOSE_HELP
+from jobs.cli_common import explicit_params, fail, input_error_code, print_spec, resolve, set_path, setup_logging
 
 DEFAULT_AGES = "adult=0.7,teen=0.1,kid=0.12,baby=0.08"
 SIZES_HELP = "Image size WxH; repeat or comma-separate for several (one drawn per scene). Default: " \
@@ -21,7 +22,7 @@ def _pair(text: str, name: str, kind: type) -> list:
     try:
         low, high = (kind(v) for v in text.split("-", 1)) if "-" in text.lstrip("-") else (kind(text),) * 2
     except ValueError:
-        fail(f"--{name}: expected MIN-MAX, got {text!r}", 2)
+        fail(f"--{name}: expected MIN-MAX, got {text!r}", USAGE_ERROR)
     return [low, high]
 
 
@@ -33,13 +34,13 @@ def _ages(text: str) -> list[float]:
             named = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
             unknown = sorted(set(named) - set(AGE_NAMES))
             if unknown:
-                fail(f"--ages: unknown age {unknown[0]!r} (known: {', '.join(AGE_NAMES)})", 2)
+                fail(f"--ages: unknown age {unknown[0]!r} (known: {', '.join(AGE_NAMES)})", USAGE_ERROR)
             return [named.get(name, 0.0) for name in AGE_NAMES]
         shares = [float(p) for p in parts]
     except ValueError:
-        fail(f"--ages: expected adult=0.7,teen=0.1,... or four numbers, got {text!r}", 2)
+        fail(f"--ages: expected adult=0.7,teen=0.1,... or four numbers, got {text!r}", USAGE_ERROR)
     if len(shares) != 4:
-        fail(f"--ages: expected four shares ({', '.join(AGE_NAMES)}), got {len(shares)}", 2)
+        fail(f"--ages: expected four shares ({', '.join(AGE_NAMES)}), got {len(shares)}", USAGE_ERROR)
     return shares
 
 
@@ -49,7 +50,7 @@ def _sizes(values: list[str]) -> list[str]:
         try:
             parse_size(size)
         except ValueError as err:
-            fail(f"--size: {err}", 2)
+            fail(f"--size: {err}", USAGE_ERROR)
     return sizes
 
 
@@ -77,9 +78,9 @@ def synth(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over: delete what --output holds.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster to attach to. Default: embedded local Ray.")] = None,
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="--no-ray makes the scenes in this process.")] = True,
-    spec: Annotated[Path | None, typer.Option(help="Job spec file (kind synth); options override it.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the fully resolved spec and stop.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Synthetic multi-person scenes with exact labels: images (or videos), instance masks, training
     annotations, the AGORA / Relative Human / CMU Panoptic / MOT layouts and an oracle results dataset.
@@ -88,7 +89,7 @@ def synth(
     """
     setup_logging(verbose)
     if spec is None and output is None:
-        fail("give --output (or --spec FILE)", 2)
+        fail("give --output (or --spec FILE)", USAGE_ERROR)
     values: dict[str, Any] = {
         "output": output, "scenes": scenes, "seed": seed, "body_models": body_models, "backgrounds": backgrounds,
         "motions": list(motions or []), "scenes_per_unit": scenes_per_unit, "workers": workers,
@@ -129,7 +130,7 @@ def run_synth_and_report(cfg: Any) -> int:
     try:
         cfg.validate()
     except (ConfigError, ValueError) as err:
-        fail(err, 2)
+        fail(err, USAGE_ERROR)
     bar = tqdm(unit="scene", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
 
     def progress(summary: SynthSummary, total: int) -> None:
@@ -141,7 +142,7 @@ def run_synth_and_report(cfg: Any) -> int:
         summary = run_synth(cfg, progress)
     except (BodyModelFileError, JobMismatchError, ConfigError, ValueError, OSError) as err:
         bar.close()
-        fail(err)
+        fail(err, input_error_code(err))
     bar.close()
     typer.echo(summary.line() + f"\ndataset: {cfg.output}")
     return 0

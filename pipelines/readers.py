@@ -1,8 +1,15 @@
 """Input discovery and decoding: image files, folders, globs, manifests and videos, local or s3://.
 
-Discovery never aborts on a bad input: a missing file or object becomes an item of kind
-``missing`` carrying its error, so that the job records it as an error row and carries on.
-Decoding failures raise :class:`InputError` naming the input.
+Discovery never aborts on a bad listed input: a missing file or object, or a manifest line that
+names no image or video, becomes an item of kind ``missing`` carrying its error, so that the job
+records it as an error row and carries on. What the user typed is checked strictly: a path that
+does not exist (and is not a media file), a glob or folder with nothing usable, a ``.txt`` that is
+not a manifest raise :class:`InputError`, as do decoding failures, naming the input.
+
+A ``.txt`` manifest lists one image or video per line (blank lines and ``#`` comments skipped). It
+is refused as "not a manifest" when a line reads as prose (holds a space and does not end in a
+media extension) or when no line names an image or video; a single-word line with another
+extension becomes an error row.
 """
 
 from __future__ import annotations
@@ -53,10 +60,16 @@ def read_manifest(uri: str) -> list[str]:
     """URIs listed in a .txt (one per line, # comments), .csv or .parquet (column ``uri`` or the
     first column) manifest; relative entries are resolved against the manifest's folder."""
     ext = os.path.splitext(uri)[1].lower()
-    data = read_bytes(uri)
+    try:
+        data = read_bytes(uri)
+    except FileNotFoundError as err:
+        raise InputError(f"{uri}: does not exist") from err
+    except OSError as err:
+        raise InputError(f"{uri}: cannot read manifest ({err.strerror or err})") from err
     if ext == ".txt":
-        entries = [line.strip() for line in data.decode().splitlines()]
+        entries = [line.strip() for line in data.decode(errors="replace").splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
+        _check_text_manifest(uri, entries)
     elif ext == ".csv":
         rows = [r for r in csv.reader(io.StringIO(data.decode())) if r]
         header = [c.strip().lower() for c in rows[0]] if rows else []
@@ -69,6 +82,17 @@ def read_manifest(uri: str) -> list[str]:
         entries = [str(v) for v in table.column(name).to_pylist() if v]
     base = uri.rsplit("/", 1)[0] if "/" in uri else "."
     return [e if ("://" in e or os.path.isabs(e)) else join(base, e) for e in entries]
+
+
+def _check_text_manifest(uri: str, entries: list[str]) -> None:
+    """Refuse a .txt that is not a list of paths (see the module doc for the rule)."""
+    prose = next((e for e in entries if any(c.isspace() for c in e) and kind_of(e) is None), None)
+    if prose is not None:
+        raise InputError(f"{uri}: not a manifest (the line {prose[:40]!r} is not a path); a .txt manifest "
+                         "lists one image or video per line")
+    if not any(kind_of(e) for e in entries):
+        raise InputError(f"{uri}: not a manifest (no line names an image or video: "
+                         f"{' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[InputItem]:
@@ -90,7 +114,7 @@ def _expand_one(raw: str) -> list[InputItem]:
             raise InputError(f"{raw}: glob matches no images or videos")
         return found
     if os.path.splitext(uri)[1].lower() in MANIFEST_EXTS:
-        return [_single(entry) for entry in read_manifest(uri)]
+        return [_listed(entry, raw) for entry in read_manifest(uri)]
     if with_retries(lambda: fs.isdir(path), f"stat {uri}"):
         listed = sorted(with_retries(lambda: fs.find(path), f"list {uri}"))
         found = [InputItem(_with_protocol(uri, p), k) for p in listed if (k := kind_of(p))]
@@ -100,14 +124,25 @@ def _expand_one(raw: str) -> list[InputItem]:
     return [_single(uri)]
 
 
+def _listed(entry: str, manifest: str) -> InputItem:
+    """A manifest entry; one that names no image or video is an error row, not an abort."""
+    if kind_of(entry) is None:
+        return InputItem(normalise(entry), "missing", f"{entry}: not an image or video (listed in {manifest}; "
+                                                      f"known: {' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+    return _single(entry)
+
+
 def _single(uri: str) -> InputItem:
     uri = normalise(uri)
     kind = kind_of(uri)
-    if kind is None:
-        raise InputError(f"{uri}: not an image, video or manifest "
-                         f"(known: {sorted(IMAGE_EXTS | VIDEO_EXTS | MANIFEST_EXTS)})")
     fs, path = url_to_fs(uri)
-    if not with_retries(lambda: fs.exists(path), f"stat {uri}"):
+    exists = with_retries(lambda: fs.exists(path), f"stat {uri}")
+    if kind is None:
+        if not exists:
+            raise InputError(f"{uri}: does not exist")
+        raise InputError(f"{uri}: not an image, video or manifest "
+                         f"(known: {' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS | MANIFEST_EXTS))})")
+    if not exists:
         return InputItem(uri, "missing", f"{uri}: not found")
     return InputItem(uri, kind)
 

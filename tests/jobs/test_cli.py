@@ -34,7 +34,7 @@ def test_infer_romp(tmp_path, images, checkpoints, body_model_dir):
     assert meta["model"] == "romp" and meta["thresholds"]["center"] == 0.24 and len(meta["checkpoint_sha256"]) == 64
     again = runner.invoke(app, ["infer", str(images), "--checkpoint", str(checkpoints["romp"]), "--no-ray",
                                 "--body-models", str(body_model_dir), "--output", str(out), "--device", "cpu"])
-    assert again.exit_code == 1 and "--overwrite" in again.output and "center" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output and "center" in again.output
 
 
 def test_infer_bev_explicit_flags(tmp_path, images, checkpoints, body_model_dir):
@@ -55,14 +55,14 @@ def test_bad_checkpoint_is_named(tmp_path, images, checkpoints, body_model_dir):
     shutil.copy(checkpoints["bev"], wrong)
     result = runner.invoke(app, ["infer", str(images), "--model", "romp", "--checkpoint", str(wrong),
                                  "--body-models", str(body_model_dir), "--output", str(tmp_path / "o")])
-    assert result.exit_code == 1
-    assert str(wrong) in result.output and "unexpected keys" in result.output
+    assert result.exit_code == 2
+    assert f"{wrong}: this looks like a BEV checkpoint, not ROMP: use --model bev" in result.output
 
 
 def test_missing_inputs_and_body_models(tmp_path, checkpoints, body_model_dir):
     result = runner.invoke(app, ["infer", str(tmp_path / "none.jpg"), "--checkpoint", str(checkpoints["romp"]),
                                  "--body-models", str(tmp_path), "--output", str(tmp_path / "o")])
-    assert result.exit_code == 1 and "SMPL_NEUTRAL.pkl" in result.output
+    assert result.exit_code == 2 and "SMPL_NEUTRAL.pkl" in result.output
     result = runner.invoke(app, ["infer", "x.jpg", "--checkpoint", str(tmp_path / "absent.pkl"),
                                  "--body-models", str(body_model_dir)])
     assert result.exit_code == 2 and "checkpoint" in result.output

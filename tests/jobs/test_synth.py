@@ -106,7 +106,7 @@ def test_more_scenes_adds_only_new_ones(dataset, tmp_path, body_model_dir):
 
 def test_a_different_job_is_refused_and_user_errors_exit_2(dataset, body_model_dir, tmp_path):
     result = runner.invoke(app, [*synth_args(dataset, body_model_dir, 4)[:-1], "--people", "1-2", "--no-ray"])
-    assert result.exit_code == 1 and "different job" in result.output
+    assert result.exit_code == 2 and "different job" in result.output
     assert runner.invoke(app, synth_args(tmp_path / "x", body_model_dir, 2, "--people", "5-2")).exit_code == 2
     inside = runner.invoke(app, synth_args(body_model_dir / "out", body_model_dir, 2))
     assert inside.exit_code == 2 and "overlaps" in inside.output

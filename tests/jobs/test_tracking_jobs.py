@@ -82,7 +82,7 @@ def test_track_command_equals_infer_track(tracked, corpus, checkpoints, body_mod
     for name in ("smpl_thetas_smoothed", "cam_trans_smoothed"):
         np.testing.assert_allclose(column_array(a.filter(good), name), column_array(b.filter(good), name), atol=1e-6)
     again = runner.invoke(app, ["track", str(tmp_path / "raw"), "--output", str(tmp_path / "retracked")])
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output
 
 
 def test_export_mot_and_eval_tracking(tracked, tmp_path):
@@ -96,7 +96,7 @@ def test_export_mot_and_eval_tracking(tracked, tmp_path):
     assert from_spec.exit_code == 0, from_spec.output
     assert (tmp_path / "from-spec" / "walk.txt").read_text() == (tmp_path / "mot" / "walk.txt").read_text()
     missing = runner.invoke(app, ["export", "mot", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")])
-    assert missing.exit_code == 1 and "nothing" in missing.output
+    assert missing.exit_code == 2 and "nothing" in missing.output
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = runner.invoke(app, ["eval", "tracking", str(out), "--gt", str(tmp_path / "mot"),
                                  "--output", str(tmp_path / "m.json"), "--mlflow-uri", uri])
