@@ -94,7 +94,7 @@ class Predictions:
     image_index (N,) int64 -- which input image; person (N,) int32 -- index within that image;
     center_conf (N,); cam (N, 3) ROMP (s, tx, ty) / BEV (s, y, x); cam_trans (N, 3) metres;
     smpl_thetas (N, 72); smpl_betas (N, 10 | 11); joints (N, 71, 3) metres; pj2d_org (N, 71, 2)
-    original-image pixels; verts (N, 6890, 3) if requested; age_class (N,) int8 (BEV);
+    original-image pixels; verts (N, V, 3) if requested (V = 6890 for SMPL); age_class (N,) int8 (BEV);
     pnp_fallback (N,) bool (ROMP: True where the official PnP would have returned [-1,-1,-1]);
     image_hw (B, 2) int64.
     """

@@ -41,6 +41,8 @@ import pandas as pd
 import smplx
 import torch
 
+from core.body_models import with_kid_shape
+from core.open_body_model import SHIPPED_DIR, read_open_model, smplx_struct
 from core.smpl_pickle import BodyModelFileError, load_model_pickle
 from eval.agora_format import (
     IMG_WIDTH,
@@ -64,6 +66,7 @@ from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, p
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
 from eval.metrics import precision_recall_f1
 from eval.safe_pickle import loads_pickle
+from pipelines.body_model_sets import is_open
 from pipelines.storage import join, list_files, localize, read_bytes
 
 __all__ = ["evaluate", "write_predictions", "match_official", "match_fixed", "keypoint_box_iou", "summarize"]
@@ -146,6 +149,13 @@ class AgoraBodyModels:
     """
 
     def __init__(self, body_models: str, kid_template: str):
+        if is_open(body_models):  # meshfleet's open model: its own kid direction, no official numbers to match
+            model = read_open_model(SHIPPED_DIR)
+            kid = with_kid_shape(model.smpl, model.kid_template)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.adult = smplx.SMPL("", data_struct=smplx_struct(model.smpl), num_betas=10)
+                self.kid = smplx.SMPL("", data_struct=smplx_struct(kid), num_betas=11)
+            return
         smpl = Path(body_models).expanduser() / "SMPL_NEUTRAL.pkl"
         struct = smplx.utils.Struct(**load_model_pickle(smpl))  # raises BodyModelFileError if absent
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10-beta files

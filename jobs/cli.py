@@ -26,6 +26,7 @@ from jobs.cli_base import (
     aliased,
     show_version,
 )
+from jobs.cli_body_model import body_model_app
 from jobs.cli_cluster import jobs_app, submit
 from jobs.cli_common import (
     explicit_params,
@@ -59,6 +60,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(export_app, name="export")
+app.add_typer(body_model_app, name="body-model")
 app.command()(submit)
 app.command()(synth)
 
@@ -104,7 +106,8 @@ def infer(
         help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth (or ours); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
     body_models: Annotated[str, typer.Option(
         "--body-models", help="Folder (or s3:// prefix) with SMPL_NEUTRAL.pkl, J_regressor_extra.npy, "
-                              "J_regressor_h36m.npy (+ smpl_kid_template.npy, smil_web.pkl for BEV).")] = "~/.romp",
+                              "J_regressor_h36m.npy (+ smpl_kid_template.npy, smil_web.pkl for BEV); or `open`: "
+                              "the open body model meshfleet ships (for checkpoints trained on it).")] = "~/.romp",
     output: Annotated[str, typer.Option(help="Output folder or s3:// prefix of the Parquet dataset.")] = "results",
     center_thresh: Annotated[float | None, typer.Option(
         help=f"Body-center confidence threshold in [0, 1]. Default: ROMP {_ROMP.center}; BEV {_BEV.center}, "
@@ -129,7 +132,9 @@ def infer(
     precision: Annotated[str, typer.Option(help="fp32, or bf16 / fp16 on CUDA.")] = "fp32",
     batch_size: Annotated[int | None, typer.Option(
         help="Network views per forward. Default: 16 on CUDA, 1 on CPU.")] = None,
-    save_verts: Annotated[bool, typer.Option("--save-verts", help="Also store the 6890 vertices per person.")] = False,
+    save_verts: Annotated[bool, typer.Option(
+        "--save-verts", help="Also store the mesh vertices per person (6890 for SMPL, 13718 for the open "
+                             "model).")] = False,
     root_align: Annotated[bool, typer.Option(
         "--root-align", help="ROMP: centre joints on the hip midpoint (official --root_align).")] = False,
     gender: Annotated[str, typer.Option(help="SMPL model: neutral, male or female.")] = "neutral",

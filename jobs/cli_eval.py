@@ -74,7 +74,8 @@ def eval_tracking(
 
 _BEV = OFFICIAL_THRESHOLDS[("bev", False)]
 PREDICTIONS_HELP = "meshfleet results (folder or s3:// prefix); omit with --checkpoint to run inference first."
-INFER_BODY_MODELS_HELP = f"Body-model files for --checkpoint inference (default {INFER_DEFAULT_BODY_MODELS})."
+INFER_BODY_MODELS_HELP = (f"Body-model files for --checkpoint inference (default {INFER_DEFAULT_BODY_MODELS}), "
+                          "or `open` (meshfleet's open body model).")
 
 # name -> (annotation, default, option names or (), help); per-benchmark help in BENCHMARK_HELP wins.
 OPTIONS: dict[str, tuple[Any, Any, tuple[str, ...], str]] = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core.body_models import BodyModelFiles
 from core.settings import MODELS, PredictorSettings, bev_variant_for, check_range, model_for
+from pipelines.body_model_sets import is_open
 from pipelines.ray_job import Resources
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
@@ -121,7 +122,8 @@ class InferConfig:
     def __post_init__(self) -> None:
         for key in ("checkpoint", "body_models", "output"):
             value = str(getattr(self, key))
-            object.__setattr__(self, key, value if value in SHIPPED.get(key, {}) else normalise(value))
+            named = value in SHIPPED.get(key, {}) or (key == "body_models" and is_open(value))
+            object.__setattr__(self, key, value if named else normalise(value))
 
     def validate(self) -> InferConfig:
         """Check what can be checked before loading a model or starting Ray (ConfigError, or
@@ -135,13 +137,15 @@ class InferConfig:
         checkpoint = shipped_asset("checkpoint", self.checkpoint)
         if is_local(checkpoint) and not os.path.isfile(checkpoint):
             raise ConfigError(f"checkpoint: {self.checkpoint} not found")
-        body_models = shipped_asset("body_models", self.body_models)
-        if is_local(body_models):
+        if is_open(self.body_models):
+            if self.gender != "neutral":
+                raise ConfigError(f"gender: the open body model is gender-neutral only, not {self.gender!r}")
+        elif is_local(body_models := shipped_asset("body_models", self.body_models)):
             if not os.path.exists(body_models):
                 raise ConfigError(f"body_models: {self.body_models} does not exist")
             if not os.path.isdir(body_models):
                 raise ConfigError(f"body_models: {self.body_models} is a file; give the folder that holds the "
-                                  "body-model files")
+                                  "body-model files (or `open`)")
             BodyModelFiles.find(body_models, self.gender)  # names the missing files
         check_output(self.output)
         if self.track is not None:

@@ -88,7 +88,7 @@ def run_metadata(cfg: InferConfig, checkpoint_sha256: str) -> dict:
 def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
     """The keys that must match for a rerun to continue an existing output."""
     keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
-            "gender", "save_verts")
+            "gender", "save_verts", "body_model_set")
     tracking = settings_identity(cfg.track) if cfg.track else None
     return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
             "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest,
@@ -132,9 +132,10 @@ def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | No
     items = expand_inputs(cfg.inputs)
     units = plan_units(items, cfg.images_per_unit, cfg.frames_per_chunk)
     digest = file_sha256(localize(cfg.checkpoint))
-    metadata = run_metadata(cfg, digest)
+    metadata = {**run_metadata(cfg, digest), "body_model_set": predictor.body_models.name}
     schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
-                                          with_age=cfg.model == "bev", with_tracking=cfg.track is not None), metadata)
+                                          with_age=cfg.model == "bev", with_tracking=cfg.track is not None,
+                                          num_verts=predictor.body_models.num_verts), metadata)
     committed = prepare_output(cfg.output, job_identity(metadata, cfg, plan_digest(units)), cfg.overwrite)
     todo = [u for u in units if u.name not in committed]
     summary = RunSummary(inputs=len(items), units=len(units), skipped_units=len(units) - len(todo))

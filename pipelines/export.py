@@ -37,8 +37,9 @@ from core.formats.motion import (
 )
 from core.formats.skeleton import smpl_skeleton
 from core.smpl_pickle import BodyModelFileError
+from pipelines.body_model_sets import load_body_model_set
 from pipelines.schema import CAMERA_CONVENTION, column_array, read_metadata
-from pipelines.storage import join, list_files, localize, normalise, read_parquet_schema, write_bytes_atomic
+from pipelines.storage import join, list_files, normalise, read_parquet_schema, write_bytes_atomic
 from pipelines.tracking import DEFAULT_FPS, fps_of, index_videos, is_video, read_rows, video_digest
 
 EXTENSIONS = {"gltf": ".glb", "bvh": ".bvh", "npz": ".npz"}
@@ -104,13 +105,10 @@ class Track:
 
 
 def load_body_models(location: str, gender: str, for_bev: bool) -> BodyModelSet:
-    """The body models ``--body-models`` names: a folder or ``s3://`` prefix with the official files.
-    (Every command that meshes goes through here, so further sets plug in at this one place.)"""
-    if location == "open":
-        raise ExportError("--body-models open: the open body model is not part of this build; "
-                          "give the folder with the official SMPL files")
+    """The body models ``--body-models`` names (``open``, or a folder / ``s3://`` prefix with the
+    official files), with errors as :class:`ExportError`."""
     try:
-        return BodyModelSet.from_dir(localize(location, directory=True), gender, for_bev=for_bev).eval()
+        return load_body_model_set(location, gender, for_bev=for_bev).eval()
     except (BodyModelFileError, FileNotFoundError) as err:
         raise ExportError(f"--body-models {location}: {err}") from err
 

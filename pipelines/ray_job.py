@@ -20,10 +20,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from core.body_models import BodyModelSet
 from core.models import load_network
 from core.predictor import ImagePreparer, Predictor
 from core.settings import PredictorSettings
+from pipelines.body_model_sets import load_body_model_set
 from pipelines.stages import UnitStats, commit_unit, decode_unit, predict_unit
 from pipelines.storage import localize
 from pipelines.units import WorkUnit
@@ -43,8 +43,7 @@ class ModelSpec:
 
     def build(self) -> Predictor:
         """Load the model files (downloading remote ones to a local cache) into a Predictor."""
-        body_dir = localize(self.body_models, directory=True)
-        body_models = BodyModelSet.from_dir(body_dir, self.gender, for_bev=self.model == "bev")
+        body_models = load_body_model_set(self.body_models, self.gender, for_bev=self.model == "bev")
         network, _ = load_network(self.model, localize(self.checkpoint))
         return Predictor(network, body_models, self.settings)
 
