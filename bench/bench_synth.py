@@ -6,9 +6,8 @@ Per scene, as one Ray worker makes it: draw the record (poses, placement: body-m
 render it (people + each person alone for occlusion), label it, composite and degrade the image,
 encode the JPEG and the PNG mask, and build its annotation rows. Reported: scenes/s of wall time
 and of process CPU time (on a loaded machine CPU time is the better estimate of an idle core), the
-share of each stage, and the conditions (threads, load average). ``--body-models`` takes ``open`` or
-a folder of SMPL-format files; without it a synthetic SMPL-format set is generated (its meshes are
-random, so only the costs are meaningful).
+share of each stage, and the conditions (threads, load average). ``--body-models``: ``open`` (the
+default, the shipped open model) or a folder of SMPL-format files.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 import torch
@@ -31,7 +29,7 @@ from pipelines.synth.media import encode_jpeg, encode_mask
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--body-models", default=None, help="'open' or a folder of SMPL-format files")
+    parser.add_argument("--body-models", default="open", help="'open' or a folder of SMPL-format files")
     parser.add_argument("--scenes", type=int, default=20)
     parser.add_argument("--people", type=int, default=5)
     parser.add_argument("--size", default="512x512")
@@ -39,10 +37,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.body_models is None:
-        from jobs.synthetic import write_synthetic_body_models
-
-        args.body_models = str(write_synthetic_body_models(tempfile.mkdtemp(prefix="bench_synth_")))
     settings = SceneSettings(people=(args.people, args.people), camera=CameraSettings(sizes=(args.size,))).validate()
     body = load_body_models(SynthSpec(settings, 0, args.body_models, ""))
     sampler, builder = SceneSampler(body, settings), SceneBuilder(body, settings.placement)

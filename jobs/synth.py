@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from core.scenes.settings import SceneSettings, parse_size
 from jobs.config import ConfigError
 from pipelines.annotations import ANNOTATION_VERSION
+from pipelines.body_model_sets import OPEN as OPEN_SET
+from pipelines.body_model_sets import is_open, load_body_model_set
 from pipelines.jobstate import prepare_output
 from pipelines.storage import is_local, join, list_files, localize, normalise, read_bytes, write_bytes_atomic
-from pipelines.synth.generator import SceneUnit, SynthSpec, UnitStats, load_body_models, plan_units
+from pipelines.synth.generator import SceneUnit, SynthSpec, UnitStats, plan_units
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-OPEN_SET = "open"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,6 @@ class SynthConfig:
                           *(("motions", m) for m in self.motions)):
             if uri and uri != OPEN_SET and _overlaps(normalise(uri), self.output):
                 raise ConfigError(f"{name}: {uri} overlaps the output {self.output}; use another --output")
-        resolve_body_models(self.body_models)
         if self.body_models != OPEN_SET and is_local(self.body_models) and not os.path.isdir(self.body_models):
             raise ConfigError(f"body_models: {self.body_models} is not a directory")
         if self.backgrounds and not background_files(self.backgrounds):
@@ -102,16 +102,6 @@ def motion_files(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def resolve_body_models(name: str) -> tuple[str, str]:
-    """(folder of SMPL-format files, body-model set name) for ``--body-models``.
-
-    PLUG-IN POINT for the open body model: ``open`` must resolve to the shipped set."""
-    if name == OPEN_SET:
-        raise ConfigError("body_models: the open body model ('open') is not part of this build yet; "
-                          "pass a folder of SMPL-format files")
-    return name, "smpl"
-
-
 def _digest(uris: tuple[str, ...], contents: bool) -> str:
     sha = hashlib.sha256()
     for uri in uris:
@@ -123,9 +113,10 @@ def _digest(uris: tuple[str, ...], contents: bool) -> str:
 
 def job_identity(cfg: SynthConfig, spec: SynthSpec) -> dict:
     """What must match for a rerun to continue an output (not the number of scenes: it may grow)."""
+    from core.open_body_model import SHIPPED_DIR
     from jobs.specs import to_dict
 
-    body = localize(spec.body_models, directory=True)
+    body = str(SHIPPED_DIR) if is_open(spec.body_models) else localize(spec.body_models, directory=True)
     body_files = tuple(sorted(os.path.join(body, n) for n in os.listdir(body) if not n.startswith(".")))
     return {"job": "synth", "annotation_version": ANNOTATION_VERSION, "seed": cfg.seed,
             "settings": to_dict(cfg.settings), "body_model_set": spec.body_model_set,
@@ -159,17 +150,19 @@ class SynthSummary:
                 f"{rate:.2f} scenes/s\nlayouts: {layouts}")
 
 
-def build_spec(cfg: SynthConfig) -> SynthSpec:
+def build_spec(cfg: SynthConfig, set_name: str) -> SynthSpec:
+    """What the workers need; ``set_name`` is the loaded body-model set's name (``open-<version>``,
+    ``smpl``)."""
     from jobs.infer import meshfleet_version
     from jobs.specs import to_dict
 
-    folder, set_name = resolve_body_models(cfg.body_models)
     backgrounds = background_files(cfg.backgrounds) if cfg.backgrounds else ()
     metadata = {"generator": "meshfleet synth", "annotation_version": ANNOTATION_VERSION, "seed": cfg.seed,
                 "settings": to_dict(cfg.settings), "body_model_set": set_name,
                 "meshfleet_version": meshfleet_version(),
                 "camera": "per row: focal_px and principal_point of the scene's pinhole camera, square pixels"}
-    return SynthSpec(cfg.settings, cfg.seed, folder, set_name, backgrounds, motion_files(cfg.motions), metadata)
+    return SynthSpec(cfg.settings, cfg.seed, cfg.body_models, set_name, backgrounds, motion_files(cfg.motions),
+                     metadata)
 
 
 def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | None = None) -> SynthSummary:
@@ -179,8 +172,8 @@ def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | 
 
     cfg.validate()
     start = time.perf_counter()
-    spec = build_spec(cfg)
-    body = load_body_models(spec)  # fail early, naming a bad body-model file
+    body = load_body_model_set(cfg.body_models, for_bev=True)  # fail early, naming a bad body-model file
+    spec = build_spec(cfg, body.name)
     prepare_output(cfg.output, job_identity(cfg, spec), cfg.overwrite)
     committed = {os.path.basename(f.replace("\\", "/")) for f in list_files(join(cfg.output, "labels"), ".parquet")}
     todo = plan_units(cfg.scenes, cfg.scenes_per_unit, committed)

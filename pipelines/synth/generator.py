@@ -19,9 +19,10 @@ from core.scenes.build import BuiltScene, SceneBuilder
 from core.scenes.sampler import SceneSampler
 from core.scenes.settings import SceneSettings
 from pipelines.annotations import LabelRows, labels_table, scene_rows
+from pipelines.body_model_sets import load_body_model_set
 from pipelines.readers import read_image
 from pipelines.stages import table_to_bytes
-from pipelines.storage import join, localize, read_bytes, write_bytes_atomic
+from pipelines.storage import join, read_bytes, write_bytes_atomic
 from pipelines.synth.media import encode_jpeg, encode_mask, encode_mp4
 from pipelines.synth.oracle import oracle_table
 
@@ -73,9 +74,9 @@ def plan_units(scenes: int, per_unit: int, committed: set[str]) -> list[SceneUni
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """What a worker needs to make scenes: the settings, the seed, the body models (a folder of
-    SMPL-format files; local path or URI) and the name of that set, the user's background images and
-    motion files (URIs, sorted), and the metadata stored in every Parquet file."""
+    """What a worker needs to make scenes: the settings, the seed, the body models (``open`` or a folder
+    of SMPL-format files; local path or URI) and the name of that set, the user's background images
+    and motion files (URIs, sorted), and the metadata stored in every Parquet file."""
 
     settings: SceneSettings
     seed: int
@@ -96,7 +97,7 @@ class UnitStats:
 
 def load_body_models(spec: SynthSpec) -> BodyModelSet:
     """The body-model set scenes are made on (SMPL-A with SMIL for babies, as BEV uses)."""
-    return BodyModelSet.from_dir(localize(spec.body_models, directory=True), for_bev=True)
+    return load_body_model_set(spec.body_models, for_bev=True)
 
 
 def load_motion(uri: str) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.body_models import BodyModelSet
 from core.scenes.build import SceneBuilder
 from core.scenes.labels import LSP14
 from core.scenes.placement import SAME_DEPTH_M, depth_layers
@@ -13,6 +14,12 @@ from core.scenes.sampler import SceneSampler, posed, scene_stem
 from core.scenes.settings import CameraSettings, SceneSettings, VideoSettings
 
 SETTINGS = SceneSettings(people=(3, 5), camera=CameraSettings(sizes=("160x128", "256x112"))).validate()
+
+
+@pytest.fixture(scope="module")
+def body_models() -> BodyModelSet:
+    """The open body model, shipped with meshfleet (SMPL-A and the infant model included)."""
+    return BodyModelSet.open(for_bev=True)
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,12 @@ def user_inputs(tmp_path_factory):
     return root
 
 
-def test_backgrounds_and_motions_from_the_user(user_inputs, body_model_dir, tmp_path):
+def test_backgrounds_and_motions_from_the_user(user_inputs, tmp_path):
     settings = SceneSettings(
         people=(2, 2), ages=(1, 0, 0, 0), camera=CameraSettings(sizes=("96x64",)),
         poses=PoseSettings(motion_share=1.0),
         look=LookSettings(folder_share=1.0, blur_share=0.0, noise_sigma=(0.0, 0.0))).validate()
-    spec = SynthSpec(settings, 2, str(body_model_dir), "smpl", backgrounds=(str(user_inputs / "red.png"),),
+    spec = SynthSpec(settings, 2, "open", "open-1", backgrounds=(str(user_inputs / "red.png"),),
                      motions=(str(user_inputs / "clip.npz"),))
     generator = SceneGenerator(spec)
     built = generator.build(0)
