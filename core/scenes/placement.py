@@ -21,6 +21,7 @@ from core.scenes.settings import CameraSettings, PlacementSettings, draw, parse_
 SAME_DEPTH_M = 0.2  # Relative Human's "same depth" tolerance (RH_evaluation: dr_thresh = 0.2 m)
 FOOTPRINT_MARGIN_M = 0.05  # clearance between the ground footprints of two people
 PLACEMENT_TRIES = 24
+SPILL_LAYERS = 2
 
 
 REFERENCE_STATURE_M, HIP_HEIGHT_M = 1.7, 0.9  # an adult, for framing the shot
@@ -108,25 +109,30 @@ def place_in_layers(verts: np.ndarray, shot: Shot, settings: PlacementSettings,
     Layer k sits at depth z_k (z_0 = the shot's nearest depth; z_k = z_{k-1} + gap + the depth extents of the two
     layers' people); each person gets depth z_k +- jitter and a lateral position whose root projects
     within ``border_margin`` of the image. A person whose ground footprint would overlap someone already
-    placed is retried, and left out after :data:`PLACEMENT_TRIES` tries.
+    placed is retried; after :data:`PLACEMENT_TRIES` tries they move to the next layer (up to
+    :data:`SPILL_LAYERS` layers are added behind for them), and are left out only after that.
     """
     camera, count = shot.camera, len(verts)
-    sizes = layer_sizes(count, rng)
     order = rng.permutation(count)
+    groups, start = [], 0
+    for size in layer_sizes(count, rng):
+        groups.append([int(p) for p in order[start:start + size]])
+        start += size
     offsets = ground_offset(verts, camera)
     level = verts @ camera.level_from_camera().T
     half_depth = (level[..., 2].max(axis=1) - level[..., 2].min(axis=1)) / 2
     trans, placed, layer = np.zeros((count, 3)), np.zeros(count, bool), np.full(count, -1)
     boxes: list[np.ndarray] = []
     cx, margin = camera.principal_point[0], settings.border_margin * camera.width
-    z_layer, previous_extent, start = shot.nearest_depth, 0.0, 0
-    for k, size in enumerate(sizes):
-        members = order[start:start + size]
-        start += size
+    z_layer, previous_extent, max_layers = shot.nearest_depth, 0.0, len(groups) + SPILL_LAYERS
+    k = 0
+    while k < min(len(groups), max_layers):
+        members = groups[k]
         extent = float(half_depth[members].max())
         if k > 0:
             z_layer += draw(rng, settings.layer_gap_m) + previous_extent + extent
         previous_extent = extent
+        spill = []
         for p in members:
             for _ in range(PLACEMENT_TRIES):
                 z = z_layer + rng.uniform(-settings.same_layer_jitter_m, settings.same_layer_jitter_m)
@@ -138,6 +144,13 @@ def place_in_layers(verts: np.ndarray, shot: Shot, settings: PlacementSettings,
                     trans[p], placed[p], layer[p] = t, True, k
                     boxes.append(box)
                     break
+            else:
+                spill.append(p)
+        if spill and k + 1 < len(groups):
+            groups[k + 1] = spill + groups[k + 1]
+        elif spill:
+            groups.append(spill)
+        k += 1
     return Placement(trans, placed, layer)
 
 

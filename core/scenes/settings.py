@@ -73,7 +73,7 @@ class PlacementSettings:
     aim_jitter_deg: float = 6.0
     layer_gap_m: tuple[float, ...] = (0.6, 1.5)
     same_layer_jitter_m: float = 0.05
-    border_margin: float = 0.1
+    border_margin: float = 0.05
     min_joints_in_image: int = 6
     max_occlusion: float = 0.9
 
