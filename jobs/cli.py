@@ -79,7 +79,8 @@ SMOOTH_HELP = "One-Euro min cutoff for pose (official -sc), > 0; smaller is smoo
 DET_HELP = "Tracker: detections above this confidence, in [0, 1], start and extend tracks (official 0.12)."
 LOW_HELP = ("Tracker: detections above this (and below --track-det-thresh) only extend tracks (official "
             "0.05).")
-BUFFER_HELP = "Tracker: frames a lost track is kept for re-identification, >= 1 (official 60 at 30 fps)."
+BUFFER_HELP = ("Tracker: how long a lost track is kept for re-identification, in frames at 30 fps (scaled to each "
+               "video's rate), >= 1 (official 60 = 2 s).")
 
 INFER_PATHS = {
     "inputs": "inputs", "model": "model", "checkpoint": "checkpoint", "body_models": "body_models",

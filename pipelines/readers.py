@@ -1,4 +1,6 @@
-"""Input discovery and decoding: image files, folders, globs, manifests and videos, local or s3://.
+"""Input discovery and image decoding: files, folders, globs and manifests, local or s3://.
+
+Videos are probed and decoded in :mod:`pipelines.video`.
 
 Discovery never aborts on a bad listed input: a missing file or object, or a manifest line that
 names no image or video, becomes an item of kind ``missing`` carrying its error, so that the job
@@ -17,14 +19,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.storage import is_local, join, normalise, read_bytes, url_to_fs, video_url, with_retries
+from pipelines.storage import is_local, join, normalise, read_bytes, url_to_fs, with_retries
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
@@ -162,71 +164,3 @@ def read_image(uri: str) -> np.ndarray:
     except OSError as err:
         raise InputError(f"{uri}: cannot read ({err.strerror or err})") from err
     return decode_image(data, uri)
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    frames: int
-    fps: float
-    height: int
-    width: int
-
-
-def probe_video(uri: str) -> VideoInfo:
-    """Open a video and read its frame count, rate and size (InputError if unreadable)."""
-    try:
-        source = video_url(uri)
-    except OSError as err:
-        raise InputError(f"{uri}: cannot open video ({err})") from err
-    if is_local(uri) and not os.path.isfile(source):
-        raise InputError(f"{uri}: video not found")
-    cap = cv2.VideoCapture(source)
-    try:
-        if not cap.isOpened():
-            raise InputError(f"{uri}: cannot open video (missing, corrupt or unsupported codec)")
-        info = VideoInfo(
-            frames=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-            fps=float(cap.get(cv2.CAP_PROP_FPS)) or 0.0,
-            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        )
-    finally:
-        cap.release()
-    if info.frames <= 0 or info.width <= 0:
-        raise InputError(f"{uri}: video reports no frames (truncated or corrupt?)")
-    return info
-
-
-@dataclass
-class DecodedFrame:
-    """A decoded video frame, or the reason frames from here on could not be decoded."""
-
-    index: int
-    timestamp: float | None
-    image: np.ndarray | None
-    error: str | None = None
-
-
-def iter_video_frames(uri: str, start: int = 0, stop: int | None = None,
-                      info: VideoInfo | None = None) -> Iterator[DecodedFrame]:
-    """Frames [start, stop) of a video, seeking to ``start`` (no temporary JPEG folders).
-
-    If decoding fails before ``stop``, one frame carrying the error (for frames ``index`` to
-    ``stop - 1``) is yielded and iteration ends: the rest of a truncated video cannot be read.
-    """
-    info = info or probe_video(uri)
-    stop = info.frames if stop is None else min(stop, info.frames)
-    cap = cv2.VideoCapture(video_url(uri))
-    try:
-        if start > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        for index in range(start, stop):
-            ok, frame = cap.read()
-            stamp = index / info.fps if info.fps > 0 else None
-            if not ok or frame is None:
-                yield DecodedFrame(index, stamp, None, f"{uri}: cannot decode frames {index}-{stop - 1} "
-                                                       f"of {info.frames} (truncated or corrupt video)")
-                return
-            yield DecodedFrame(index, stamp, frame)
-    finally:
-        cap.release()

@@ -18,10 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.predictor import ImagePreparer, Predictor, PreparedBatch, PreparedImage
-from pipelines.readers import InputError, iter_video_frames, read_image
+from pipelines.readers import InputError, read_image
 from pipelines.schema import FrameRef, error_table, predictions_table
 from pipelines.storage import join, write_bytes_atomic
 from pipelines.units import WorkUnit
+from pipelines.video import iter_video_frames
 
 IMAGE_READ_THREADS = 8
 FRAMES_PER_RUN = 16

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -73,6 +73,8 @@ class VideoTracker:
         valid = table.column("error").is_null().to_numpy(zero_copy_only=False)
         stamps = table.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
         fps = self._fps(frames, np.nan_to_num(stamps, nan=-1.0))
+        if self.tracker.frame == 0:  # the lost-track buffer is in frames at 30 fps: scale it to this video's rate
+            self.tracker = ByteTracker3D(replace(self.tracker.config, frame_rate=fps))
         arrays = {name: column_array(table, name) for name in SMOOTHED}
         conf = table.column("center_conf").to_numpy(zero_copy_only=False).astype(np.float64)
         track_ids = np.full(n, -1, np.int64)

@@ -55,7 +55,7 @@ def test_infer_with_the_open_model_records_the_set_and_refuses_to_mix(tmp_path, 
     assert len(rows) > 0 and rows["verts"].map(len).eq(13718).all()
     again = _infer(str(image_dir), "--checkpoint", str(checkpoints["romp"]), "--body-models", str(body_model_dir),
                    "--output", str(out), "--save-verts", "--center-thresh", "0.2")
-    assert again.exit_code == 1 and "body_model_set" in again.output and "--overwrite" in again.output
+    assert again.exit_code == 2 and "body_model_set" in again.output and "--overwrite" in again.output
 
 
 def test_official_files_are_recorded_as_smpl(tmp_path, image_dir, checkpoints, body_model_dir):

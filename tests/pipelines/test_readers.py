@@ -1,7 +1,8 @@
 import pytest
 
 from jobs.synthetic import draw_scene, write_video
-from pipelines.readers import InputError, expand_inputs, iter_video_frames, probe_video, read_image
+from pipelines.readers import InputError, expand_inputs, read_image
+from pipelines.video import iter_video_frames, probe_video
 
 
 @pytest.fixture(scope="module")
