@@ -168,13 +168,21 @@ class BodyModel(nn.Module):
 
     def forward(self, betas: torch.Tensor, thetas: torch.Tensor) -> BodyOutput:
         """betas (N, num_betas), thetas (N, 72) axis-angle -> :class:`BodyOutput` (float32)."""
+        return self._lbs(betas, thetas.float(), pose2rot=True)
+
+    def forward_rotmats(self, betas: torch.Tensor, rotmats: torch.Tensor) -> BodyOutput:
+        """betas (N, num_betas), rotmats (N, 24, 3, 3) joint rotations -> :class:`BodyOutput`
+        (the training path: no axis-angle round trip, gradients straight to the matrices)."""
+        return self._lbs(betas, rotmats.float().reshape(rotmats.shape[0], -1, 3, 3), pose2rot=False)
+
+    def _lbs(self, betas: torch.Tensor, pose: torch.Tensor, pose2rot: bool) -> BodyOutput:
         n = betas.shape[0]
         if n == 0:
             empty = self.v_template.new_zeros
             return BodyOutput(verts=empty(0, self.v_template.shape[0], 3), joints=empty(0, NUM_JOINTS, 3))
         verts, joints24 = smplx.lbs.lbs(
-            betas.float(), thetas.float(), self.v_template, self.shapedirs, self.posedirs,
-            self.J_regressor, self.parents, self.lbs_weights, pose2rot=True,
+            betas.float(), pose, self.v_template, self.shapedirs, self.posedirs,
+            self.J_regressor, self.parents, self.lbs_weights, pose2rot=pose2rot,
         )
         joints = torch.cat(
             [

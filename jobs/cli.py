@@ -104,7 +104,8 @@ def infer(
         help="Images, folders / s3:// prefixes, globs, manifests (.txt/.csv/.parquet lists) or videos.")] = None,
     model: Annotated[str, typer.Option(help=MODEL_HELP)] = "auto",
     checkpoint: Annotated[str, typer.Option(
-        help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth (or ours); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
+        help="Official ROMP.pkl / BEV.pth / BEV_ft_agora.pth, or a meshfleet checkpoint (which records its "
+             "model, backbone and input size); path or s3:// URI.")] = "~/.romp/ROMP.pkl",
     body_models: Annotated[str, typer.Option(
         "--body-models", help="Folder (or s3:// prefix) with SMPL_NEUTRAL.pkl, J_regressor_extra.npy, "
                               "J_regressor_h36m.npy (+ smpl_kid_template.npy, smil_web.pkl for BEV); or `open`: "

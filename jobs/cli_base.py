@@ -29,8 +29,8 @@ SPEC_HELP = "Job spec file (YAML/TOML); options given on the command line overri
 DRY_HELP = "Print the fully resolved spec and stop."
 VERBOSE_HELP = "Log progress details; errors come with their traceback."
 MLFLOW_URI_HELP = "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db."
-MODEL_HELP = ("romp, bev, or auto: from the checkpoint file name (bev if it holds 'bev', as BEV.pth and "
-              "BEV_ft_agora.pth; else romp).")
+MODEL_HELP = ("romp, bev, or auto: the model a meshfleet checkpoint records, else from the checkpoint file "
+              "name (bev if it holds 'bev', as BEV.pth and BEV_ft_agora.pth; else romp).")
 BEV_VARIANT_HELP = "BEV defaults table: bev, bev_ft_agora, or auto (from the checkpoint file name)."
 
 

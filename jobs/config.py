@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.body_models import BodyModelFiles
+from core.checkpoints import recorded_model
 from core.settings import MODELS, PredictorSettings, bev_variant_for, check_range, model_for
 from pipelines.body_model_sets import is_open
 from pipelines.ray_job import Resources
@@ -35,14 +36,25 @@ def shipped_asset(kind: str, value: str) -> str:
     return SHIPPED[kind].get(value, value)
 
 
+def checkpoint_model(checkpoint: str | None) -> str:
+    """The model a meshfleet checkpoint records (a local file), else the one its file name suggests."""
+    if checkpoint and is_local(str(checkpoint)):
+        path = os.path.expanduser(shipped_asset("checkpoint", str(checkpoint)))
+        recorded = recorded_model(path) if os.path.isfile(path) else None
+        if recorded:
+            return recorded
+    return model_for(checkpoint)
+
+
 def with_checkpoint_names(section: dict) -> dict:
     """An infer section (spec data or options) with ``model`` and ``settings.bev_variant`` filled in
-    from the checkpoint file name where they are ``auto`` or not given: ``BEV*.pth`` -> bev, else romp;
+    where they are ``auto`` or not given: the model a meshfleet checkpoint records, else from the file
+    name (``BEV*.pth`` -> bev, else romp);
     ``BEV_ft_agora.pth`` -> the bev_ft_agora defaults table."""
     checkpoint = section.get("checkpoint")
     out = dict(section)
     if out.get("model") in (None, "auto"):
-        out["model"] = model_for(checkpoint)
+        out["model"] = checkpoint_model(checkpoint)
     settings = out.get("settings")
     settings = dict(settings) if isinstance(settings, dict) else {}
     if settings.get("bev_variant") in (None, "auto"):

@@ -10,12 +10,12 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
-from core.checkpoints import file_sha256
+from core.models import load_checkpoint
 from jobs.config import InferConfig
 from jobs.track import TrackSummary, settings_identity, track_in_place
 from pipelines.jobstate import prepare_output
@@ -127,12 +127,15 @@ def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | No
     """Run (or resume) the inference job ``cfg``; ``progress(summary, total_frames)`` per unit."""
     cfg.validate()
     start = time.perf_counter()
-    spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings)
-    predictor = spec.build()  # fail early, naming a bad checkpoint or body-model file
+    # fail early, naming a bad checkpoint or body-model file; a meshfleet checkpoint brings its
+    # input size and root alignment, recorded in the results like any other setting
+    loaded = load_checkpoint(localize(cfg.checkpoint), cfg.model)
+    spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings).adopt(loaded)
+    cfg = replace(cfg, settings=spec.settings)
+    predictor = spec.build(loaded)
     items = expand_inputs(cfg.inputs)
     units = plan_units(items, cfg.images_per_unit, cfg.frames_per_chunk)
-    digest = file_sha256(localize(cfg.checkpoint))
-    metadata = {**run_metadata(cfg, digest), "body_model_set": predictor.body_models.name}
+    metadata = {**run_metadata(cfg, loaded.sha256), "body_model_set": predictor.body_models.name}
     schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
                                           with_age=cfg.model == "bev", with_tracking=cfg.track is not None,
                                           num_verts=predictor.body_models.num_verts), metadata)

@@ -14,14 +14,15 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
-from core.models import load_network
+from core.models import LoadedNetwork, load_checkpoint
 from core.predictor import ImagePreparer, Predictor
+from core.preprocess import INPUT_SIZE
 from core.settings import PredictorSettings
 from pipelines.body_model_sets import load_body_model_set
 from pipelines.stages import UnitStats, commit_unit, decode_unit, predict_unit
@@ -33,19 +34,33 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What an inference actor loads: paths or URIs of the model files, and predictor settings."""
+    """What an inference actor loads: paths or URIs of the model files, and predictor settings.
+
+    ``input_size`` is the network's (512 for the official models; a meshfleet checkpoint records
+    its own -- :meth:`adopt` fills it in, and the ROMP root alignment it was trained with).
+    """
 
     model: str
     checkpoint: str
     body_models: str
     gender: str
     settings: PredictorSettings
+    input_size: int = INPUT_SIZE
 
-    def build(self) -> Predictor:
-        """Load the model files (downloading remote ones to a local cache) into a Predictor."""
+    def build(self, loaded: LoadedNetwork | None = None) -> Predictor:
+        """Load the model files (downloading remote ones to a local cache) into a Predictor;
+        ``loaded`` reuses a network already read from ``checkpoint``."""
         body_models = load_body_model_set(self.body_models, self.gender, for_bev=self.model == "bev")
-        network, _ = load_network(self.model, localize(self.checkpoint))
-        return Predictor(network, body_models, self.settings)
+        loaded = loaded or load_checkpoint(localize(self.checkpoint), self.model)
+        return Predictor(loaded.network, body_models, self.settings)
+
+    def adopt(self, loaded: LoadedNetwork) -> ModelSpec:
+        """This spec with the input size of ``loaded`` and, for a meshfleet checkpoint trained on
+        hip-centred joints, the root alignment it needs at inference."""
+        settings = self.settings
+        if loaded.info is not None and loaded.info.root_align and not settings.root_align:
+            settings = replace(settings, root_align=True)
+        return replace(self, settings=settings, input_size=loaded.network.input_size)
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,7 @@ def run_ray_pipeline(
     gpus = cluster_gpus()
     num_gpus = resources.gpus_per_actor if gpus > 0 else 0.0
     actors = resources.actors or (max(1, int(gpus // max(num_gpus, 1e-9))) if num_gpus else 1)
-    preparer = ImagePreparer.for_model(spec.model, spec.settings)
+    preparer = ImagePreparer.for_model(spec.model, spec.settings, spec.input_size)
     torch_threads = resources.torch_threads or (None if num_gpus else os.cpu_count())
     log.info("ray pipeline: %d units, %d actor(s), %.2f GPU / %.2f CPU per actor", len(units), actors, num_gpus,
              resources.cpus_per_actor)

@@ -50,6 +50,39 @@ def test_infer_bev_explicit_flags(tmp_path, images, checkpoints, body_model_dir)
     assert pd.read_parquet(out)["smpl_betas"].map(len).eq(11).all()
 
 
+@pytest.fixture(scope="module")
+def small_bev_checkpoint(tmp_path_factory):
+    """A random meshfleet checkpoint of the compact BEV at 128 px: it records its own architecture."""
+    import torch
+
+    from core.checkpoints import CheckpointInfo, save_checkpoint
+    from core.models import build_network
+    from core.nets.config import NetworkConfig
+
+    torch.manual_seed(0)
+    config = NetworkConfig("bev", "small", 128)
+    info = CheckpointInfo(network=config.to_dict(), body_model_set="smpl", training={"steps": 0})
+    return save_checkpoint(tmp_path_factory.mktemp("ours") / "model.pth", build_network(config).state_dict(), info)
+
+
+def test_infer_meshfleet_checkpoint_needs_no_flags(tmp_path, images, small_bev_checkpoint, body_model_dir):
+    out = tmp_path / "ours"
+    common = ["--checkpoint", str(small_bev_checkpoint), "--body-models", str(body_model_dir), "--device", "cpu"]
+    dry = runner.invoke(app, ["infer", str(images), *common, "--dry-run"])
+    assert dry.exit_code == 0 and "model: bev" in dry.output
+    result = runner.invoke(app, ["infer", str(images), *common, "--output", str(out), "--center-thresh", "-1e9",
+                                 "--no-ray"])
+    assert result.exit_code == 0, result.output
+    assert "frames 2" in result.output and "errors 0" in result.output
+    meta = read_metadata(pq.read_schema(next(out.glob("images.*.parquet"))))
+    assert meta["model"] == "bev" and meta["root_align"] is True
+    frame = pd.read_parquet(out)
+    assert len(frame) > 0 and frame["smpl_betas"].map(len).eq(11).all()
+    wrong = runner.invoke(app, ["infer", str(images), *common, "--model", "romp", "--output", str(tmp_path / "w"),
+                                "--no-ray"])
+    assert wrong.exit_code == 1 and "holds a bev model" in wrong.output
+
+
 def test_bad_checkpoint_is_named(tmp_path, images, checkpoints, body_model_dir):
     wrong = tmp_path / "ROMP.pkl"
     shutil.copy(checkpoints["bev"], wrong)
