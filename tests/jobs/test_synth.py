@@ -15,6 +15,8 @@ import cv2
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -208,3 +210,24 @@ def test_spec_and_dry_run(tmp_path):
     assert again.exit_code == 0 and again.output == printed.output
     override = runner.invoke(app, ["synth", "--spec", str(spec), "--scenes", "7", "--dry-run"])
     assert override.exit_code == 0 and "scenes: 7" in override.output and "192x108" in override.output
+
+
+def test_labels_feed_the_trainers_image_labels(dataset):
+    """Every image's rows build core.train's ImageLabels (the contract the trainer reads)."""
+    from core.train.labels import LABEL_FLAGS, ImageLabels
+    from pipelines.schema import column_array
+
+    table = pq.read_table(dataset / "labels")
+    sources = table.column("source").to_pylist()
+    for source in dict.fromkeys(sources):
+        rows = table.filter(pa.compute.equal(table.column("source"), source))
+        arrays = {name: column_array(rows, name) for name in ("joints2d", "joints3d", "smpl_thetas", "smpl_betas",
+                                                              "cam_trans", "bbox")}
+        flags = {name: rows.column(name).to_numpy(zero_copy_only=False) for name in LABEL_FLAGS}
+        labels = ImageLabels(
+            **arrays, joints2d_visible=np.array(rows.column("joints2d_visible").to_pylist(), bool),
+            depth_layer=rows.column("depth_layer").to_numpy().astype(np.int64),
+            age_class=rows.column("age_class").to_numpy().astype(np.int64), **flags,
+            weight=rows.column("weight").to_numpy(), focal_px=float(rows.column("focal_px")[0].as_py()),
+            principal_point=np.asarray(rows.column("principal_point")[0].as_py(), np.float32))
+        assert labels.count == rows.num_rows and (labels.depth_layer >= 0).all()
