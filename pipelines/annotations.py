@@ -9,7 +9,6 @@ Polars and Spark read them without meshfleet.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -55,62 +54,66 @@ def annotation_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-@dataclass
-class LabelRows:
-    """Column arrays of N person rows (shapes as the schema); built by :func:`scene_rows`."""
-
-    columns: dict[str, list]
-
-    @property
-    def count(self) -> int:
-        return len(self.columns["source"])
+# The columns of one person row that a scene determines (the rest are filled in by labels_table).
+ROW_COLUMNS = ("source", "frame", "person", "scene", "image_height", "image_width", "focal_px", "principal_point",
+               "smpl_thetas", "smpl_betas", "age_class", "cam_trans", "joints3d", "joints2d", "joints2d_visible",
+               "bbox", "occlusion", "truncation", "depth_layer", "track_id", "has_depth_layer", "pose")
+NO_TRACK = -1  # track_id of a still image's row in numpy columns (null in the table)
 
 
-def scene_rows(built: BuiltScene, source: str) -> LabelRows:
-    """Rows of every present person in every frame of one built scene. ``source`` is the image or
-    video path relative to the dataset root."""
+def scene_rows(built: BuiltScene, source: str) -> dict[str, np.ndarray]:
+    """Numpy columns (:data:`ROW_COLUMNS`, one entry per row) of every person present in every frame of
+    one built scene; ``source`` is the image or video path relative to the dataset root. Rows of all
+    frames, in frame then person order; ``track_id`` is :data:`NO_TRACK` for still images."""
     scene, camera = built.scene, built.scene.camera
-    cols: dict[str, list] = {name: [] for name in annotation_schema().names}
-    video = scene.kind == "video"
-    for t, frame in enumerate(built.frames):
-        labels = frame.labels
-        for p in np.flatnonzero(labels.present):
-            cols["source"].append(source)
-            cols["frame"].append(t)
-            cols["person"].append(int(p))
-            cols["scene"].append(scene.index)
-            cols["image_height"].append(camera.height)
-            cols["image_width"].append(camera.width)
-            cols["focal_px"].append(camera.focal)
-            cols["principal_point"].append(camera.principal_point)
-            cols["smpl_thetas"].append(scene.thetas[t, p])
-            cols["smpl_betas"].append(scene.betas[p])
-            cols["age_class"].append(int(scene.age_class[p]))
-            cols["cam_trans"].append(scene.trans[t, p])
-            cols["joints3d"].append(frame.joints[p])
-            cols["joints2d"].append(labels.joints2d[p])
-            cols["joints2d_visible"].append(labels.visible[p])
-            cols["bbox"].append(labels.bbox[p])
-            cols["occlusion"].append(labels.occlusion[p])
-            cols["truncation"].append(labels.truncation[p])
-            cols["depth_layer"].append(int(labels.depth_layer[p]) if labels.layers_ok else -1)
-            cols["track_id"].append(int(scene.track_id[p]) if video else None)
-            cols["has_depth_layer"].append(labels.layers_ok)
-            cols["pose"].append(scene.pose[p])
-    return LabelRows(cols)
+    frames = [(t, p) for t, frame in enumerate(built.frames) for p in np.flatnonzero(frame.labels.present)]
+    t_idx = np.array([t for t, _ in frames], np.int64)
+    p_idx = np.array([p for _, p in frames], np.int64)
+    n = len(frames)
+
+    def per_frame(get, shape: tuple[int, ...], dtype) -> np.ndarray:
+        out = np.zeros((n, *shape), dtype)
+        for row, (t, p) in enumerate(frames):
+            out[row] = get(built.frames[t])[p]
+        return out
+
+    layers_ok = np.array([built.frames[t].labels.layers_ok for t in t_idx], bool)
+    layer = per_frame(lambda f: f.labels.depth_layer, (), np.int8)
+    return {
+        "source": np.full(n, source, dtype=object).astype(str),
+        "frame": t_idx, "person": p_idx.astype(np.int32), "scene": np.full(n, scene.index, np.int64),
+        "image_height": np.full(n, camera.height, np.int32), "image_width": np.full(n, camera.width, np.int32),
+        "focal_px": np.full(n, camera.focal, np.float32),
+        "principal_point": np.tile(np.asarray(camera.principal_point, np.float32), (n, 1)),
+        "smpl_thetas": scene.thetas[t_idx, p_idx].astype(np.float32),
+        "smpl_betas": scene.betas[p_idx].astype(np.float32),
+        "age_class": scene.age_class[p_idx].astype(np.int8),
+        "cam_trans": scene.trans[t_idx, p_idx].astype(np.float32),
+        "joints3d": per_frame(lambda f: f.joints, (NUM_JOINTS, 3), np.float32),
+        "joints2d": per_frame(lambda f: f.labels.joints2d, (NUM_JOINTS, 2), np.float32),
+        "joints2d_visible": per_frame(lambda f: f.labels.visible, (NUM_JOINTS,), bool),
+        "bbox": per_frame(lambda f: f.labels.bbox, (4,), np.float32),
+        "occlusion": per_frame(lambda f: f.labels.occlusion, (), np.float32),
+        "truncation": per_frame(lambda f: f.labels.truncation, (), np.float32),
+        "depth_layer": np.where(layers_ok, layer, -1).astype(np.int8),
+        "track_id": scene.track_id[p_idx] if scene.kind == "video" else np.full(n, NO_TRACK, np.int64),
+        "has_depth_layer": layers_ok,
+        "pose": np.array([scene.pose[p] for p in p_idx], dtype=object).astype(str),
+    }
 
 
-def labels_table(rows: list[LabelRows], body_model_set: str, metadata: dict) -> pa.Table:
-    """The Arrow table of ``rows`` (concatenated in order), with the dataset metadata attached."""
+def concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Row columns of several scenes, in order (a scene may contribute no rows)."""
+    parts = [p for p in parts if len(p["source"])] or parts[:1]
+    return {name: np.concatenate([p[name] for p in parts]) for name in ROW_COLUMNS} if parts else {}
+
+
+def labels_table(rows: dict[str, np.ndarray], body_model_set: str, metadata: dict) -> pa.Table:
+    """The Arrow table of the row columns ``rows`` (:func:`scene_rows`), with the dataset metadata."""
     schema = annotation_schema().with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
-    merged: dict[str, list] = {name: [] for name in schema.names}
-    for part in rows:
-        for name, values in part.columns.items():
-            merged[name].extend(values)
-    n = len(merged["source"])
+    n = len(rows["source"]) if rows else 0
     arrays: dict[str, pa.Array] = {}
     for field in schema:
-        values = merged[field.name]
         if field.name in ("has_joints2d", "has_joints3d", "has_smpl", "has_age"):
             arrays[field.name] = pa.array(np.ones(n, bool))
         elif field.name == "weight":
@@ -119,12 +122,18 @@ def labels_table(rows: list[LabelRows], body_model_set: str, metadata: dict) -> 
             arrays[field.name] = pa.array([body_model_set] * n, pa.string())
         elif field.name == "provenance":
             arrays[field.name] = pa.nulls(n, pa.string())
+        elif n == 0:
+            arrays[field.name] = pa.array([], field.type)
+        elif field.name == "track_id":
+            ids = np.asarray(rows["track_id"], np.int64)
+            arrays[field.name] = pa.array(ids, pa.int64(), mask=ids == NO_TRACK)
         elif field.name == "joints2d_visible":
-            flat = np.asarray(values, bool).reshape(-1) if n else np.zeros(0, bool)
+            flat = np.asarray(rows[field.name], bool).reshape(-1)
             arrays[field.name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), NUM_JOINTS)
         elif pa.types.is_fixed_size_list(field.type):
             size = int(np.prod(_nested_sizes(field.type)))
-            arrays[field.name] = array_column(np.asarray(values, np.float32).reshape(n, size), field.type)
+            arrays[field.name] = array_column(np.asarray(rows[field.name], np.float32).reshape(n, size), field.type)
         else:
-            arrays[field.name] = pa.array(values, field.type)
+            values = rows[field.name]
+            arrays[field.name] = pa.array(values.tolist() if values.dtype.kind == "U" else values, field.type)
     return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)

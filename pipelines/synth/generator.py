@@ -18,7 +18,7 @@ from core.body_models import BodyModelSet
 from core.scenes.build import BuiltScene, SceneBuilder
 from core.scenes.sampler import SceneSampler
 from core.scenes.settings import SceneSettings
-from pipelines.annotations import LabelRows, labels_table, scene_rows
+from pipelines.annotations import concat_rows, labels_table, scene_rows
 from pipelines.body_model_sets import load_body_model_set
 from pipelines.readers import read_image
 from pipelines.stages import table_to_bytes
@@ -133,7 +133,7 @@ class SceneGenerator:
 
     def run(self, unit: SceneUnit, output: str) -> UnitStats:
         """Make scenes [unit.start, unit.stop) and commit them under ``output``."""
-        rows: list[LabelRows] = []
+        rows: list[dict[str, np.ndarray]] = []
         fps: dict[str, float] = {}
         frames = 0
         for index in range(unit.start, unit.stop):
@@ -143,7 +143,7 @@ class SceneGenerator:
                 fps[source] = built.scene.fps
             rows.append(scene_rows(built, source))
             frames += len(built.frames)
-        labels = labels_table(rows, self.spec.body_model_set, self.spec.metadata)
+        labels = labels_table(concat_rows(rows), self.spec.body_model_set, self.spec.metadata)
         write_table(oracle_table(labels, fps, self.spec.metadata), join(join(output, "oracle"), unit.name))
         write_table(labels, join(join(output, "labels"), unit.name))
         return UnitStats(unit.name, unit.stop - unit.start, frames, labels.num_rows)
