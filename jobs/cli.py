@@ -27,6 +27,7 @@ from jobs.cli_common import (
     setup_logging,
 )
 from jobs.cli_eval import eval_app
+from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 app.add_typer(jobs_app, name="jobs")
 app.command()(submit)
+app.command()(synth)
 
 _BEV = OFFICIAL_THRESHOLDS[("bev", False)]
 _BEV_CROWD = OFFICIAL_THRESHOLDS[("bev", True)]

@@ -34,6 +34,7 @@ from eval.job import EvalJob
 from eval.leaderboard_job import LeaderboardJob
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig
+from jobs.synth import SynthConfig
 from jobs.track import TrackJob
 
 
@@ -56,7 +57,8 @@ class EvalSpec:
 
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
-                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob}
+                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob,
+                          "synth": SynthConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
