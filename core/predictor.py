@@ -149,14 +149,18 @@ class ImagePreparer:
     """The CPU stage: one BGR image -> its network views; needs only the model kind and crowd mode.
 
     Long images (w / h >= 2) are split into crops for BEV in crowd mode, as the official code does.
+    ``hflip`` mirrors the image left-right first (flip test-time augmentation).
     """
 
     kind: str
     crowd: bool = True
     overlap: float = 0.8
+    hflip: bool = False
 
     def __call__(self, image: np.ndarray) -> PreparedImage:
         check_image(image)
+        if self.hflip:
+            image = np.ascontiguousarray(image[:, ::-1])
         h, w = image.shape[:2]
         if self.kind == "bev" and self.crowd and crowd.is_long_image(h, w):
             return self._crops(image)
@@ -176,7 +180,7 @@ class ImagePreparer:
 
     @classmethod
     def for_model(cls, kind: str, settings: PredictorSettings) -> ImagePreparer:
-        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap)
+        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap, hflip=settings.hflip)
 
 
 def _channels_last_convs(model: ROMPNet | BEVNet) -> ROMPNet | BEVNet:

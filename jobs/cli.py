@@ -27,6 +27,7 @@ from jobs.cli_common import (
     setup_logging,
 )
 from jobs.cli_eval import eval_app
+from jobs.cli_pseudo import pseudo_label
 from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig
 
@@ -40,6 +41,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(jobs_app, name="jobs")
 app.command()(submit)
 app.command()(synth)
+app.command("pseudo-label")(pseudo_label)
 
 _BEV = OFFICIAL_THRESHOLDS[("bev", False)]
 _BEV_CROWD = OFFICIAL_THRESHOLDS[("bev", True)]

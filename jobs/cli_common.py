@@ -57,7 +57,7 @@ def flags_tree(values: dict[str, Any], paths: dict[str, str], only: set[str] | N
 def resolve(kind: str, flags: dict, explicit: dict, spec: Path | None) -> Any:
     """Defaults < spec file < options given on the command line; strict conversion."""
     data = flags if spec is None else merge(_section(spec, kind), explicit)
-    if kind in ("infer",) and isinstance(data.get("settings"), dict):
+    if kind in ("infer", "pseudo-label") and isinstance(data.get("settings"), dict):
         settings = data["settings"]
         if settings.get("bev_variant") in (None, "auto"):
             settings["bev_variant"] = bev_variant_for(data.get("checkpoint"))
@@ -138,6 +138,10 @@ def run_job(kind: str, config: Any) -> int:
         return run_eval_and_report(config)
     if kind == "eval-tracking":
         return run_tracking_eval_and_report(config)
+    if kind == "pseudo-label":
+        from jobs.cli_pseudo import run_pseudo_and_report
+
+        return run_pseudo_and_report(config)
     if kind == "synth":
         from jobs.cli_synth import run_synth_and_report
 

@@ -34,6 +34,7 @@ from eval.job import EvalJob
 from eval.leaderboard_job import LeaderboardJob
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig
+from jobs.pseudo_label import PseudoLabelConfig
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
 
@@ -58,7 +59,7 @@ class EvalSpec:
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob,
-                          "synth": SynthConfig}
+                          "synth": SynthConfig, "pseudo-label": PseudoLabelConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
