@@ -72,7 +72,7 @@ def _histogram(values: np.ndarray, title: str, xlabel: str, lines: dict[str, flo
     low, high = float(span.min()), float(span.max())
     bins = np.linspace(low, high if high > low else low + 1.0, 41)  # thresholds inside the axis, bars to scale
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(finite, bins=bins, color="#4c72b0")
+    ax.hist(finite, bins=bins.tolist(), color="#4c72b0")
     for name, value in lines.items():
         ax.axvline(value, color="#c44e52", linestyle="--", label=f"{name} = {value:g}")
     infinite = len(values) - len(finite)
@@ -80,7 +80,7 @@ def _histogram(values: np.ndarray, title: str, xlabel: str, lines: dict[str, flo
     ax.set_xlabel(xlabel)
     ax.set_ylabel("people")
     if lines:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
     return png(fig)
 
 

@@ -159,7 +159,7 @@ def run_pseudo_and_report(cfg: Any) -> int:
     try:
         summary = run_pseudo_label(cfg, progress)
     except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError,
-            FileNotFoundError) as err:
+            OSError) as err:
         bar.close()
         fail(err, error_code(err))
     bar.close()

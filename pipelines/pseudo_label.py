@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 GENERATOR = "meshfleet pseudo-label"
 VIDEO_SCORES = ("track_frames", "speed_mps", "accel_mps2", "smooth_trans_dev", "smooth_pose_deg")
 LABELS, SCORES = "labels", "scores"
+THREADS = 4  # groups labelled at once (the tracking pass, jobs/track.py, also runs videos in threads)
 
 
 @dataclass(frozen=True)
@@ -296,22 +298,31 @@ def remove_stale(output: str, current: set[str]) -> int:
     return removed
 
 
-def label_results(ctx: LabelContext, progress: Callable[[LabelSummary, int], None] | None = None) -> LabelSummary:
-    """Label every group of ``ctx.results`` whose fingerprint changed; ``progress(summary, units)``
-    after each group."""
+def _label_if_changed(group: Group, ctx: LabelContext) -> GroupStats | None:
+    """Label ``group`` unless its shards are current (None then)."""
+    fingerprint = group_fingerprint(group, ctx)
+    if group_done(group, fingerprint, ctx.output):
+        return None
+    return label_group(group, fingerprint, ctx)
+
+
+def label_results(ctx: LabelContext, progress: Callable[[LabelSummary, int], None] | None = None,
+                  threads: int = THREADS) -> LabelSummary:
+    """Label every group of ``ctx.results`` whose fingerprint changed, ``threads`` groups at a time
+    (their work is I/O and numpy / torch, which release the GIL); ``progress(summary, units)`` after
+    each group."""
     groups = plan_groups(list_files(ctx.results, ".parquet"))
     summary = LabelSummary(unit_names=sorted(n for g in groups for n in g.names))
     summary.removed = remove_stale(ctx.output, set(summary.unit_names))
-    for group in groups:
-        fingerprint = group_fingerprint(group, ctx)
-        if group_done(group, fingerprint, ctx.output):
-            summary.skipped_units += len(group.files)
-        else:
-            stats = label_group(group, fingerprint, ctx)
-            summary.units += stats.units
-            summary.persons += stats.persons
-            summary.kept += stats.kept
-            summary.errors += stats.errors
-        if progress:
-            progress(summary, len(summary.unit_names))
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(groups)))) as pool:
+        for group, stats in zip(groups, pool.map(partial(_label_if_changed, ctx=ctx), groups), strict=True):
+            if stats is None:
+                summary.skipped_units += len(group.files)
+            else:
+                summary.units += stats.units
+                summary.persons += stats.persons
+                summary.kept += stats.kept
+                summary.errors += stats.errors
+            if progress:
+                progress(summary, len(summary.unit_names))
     return summary
