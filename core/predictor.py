@@ -152,15 +152,19 @@ class ImagePreparer:
     the network's input size.
 
     Long images (w / h >= 2) are split into crops for BEV in crowd mode, as the official code does.
+    ``hflip`` mirrors the image left-right first (flip test-time augmentation).
     """
 
     kind: str
     crowd: bool = True
     overlap: float = 0.8
     input_size: int = INPUT_SIZE
+    hflip: bool = False
 
     def __call__(self, image: np.ndarray) -> PreparedImage:
         check_image(image)
+        if self.hflip:
+            image = np.ascontiguousarray(image[:, ::-1])
         h, w = image.shape[:2]
         if self.kind == "bev" and self.crowd and crowd.is_long_image(h, w):
             return self._crops(image)
@@ -180,7 +184,8 @@ class ImagePreparer:
 
     @classmethod
     def for_model(cls, kind: str, settings: PredictorSettings, input_size: int = INPUT_SIZE) -> ImagePreparer:
-        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap, input_size=input_size)
+        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap,
+                   input_size=input_size, hflip=settings.hflip)
 
 
 def _channels_last_convs(model: ROMPNet | BEVNet) -> ROMPNet | BEVNet:

@@ -82,6 +82,8 @@ class PredictorSettings:
     16 on CUDA and 1 on CPU (CPU convolutions are fastest one image at a time, see bench/).
     ``root_align`` (ROMP) centres ROMP's joints on the hip midpoint, as the official
     ``--root_align`` for self-trained checkpoints; BEV joints are always root-aligned.
+    ``hflip`` mirrors every image left-right before pre-processing (test-time augmentation for
+    ``pseudo-label``'s flip agreement test); results are then in the mirrored image's pixels.
     """
 
     center_thresh: float | None = None
@@ -95,6 +97,7 @@ class PredictorSettings:
     batch_size: int | None = None
     save_verts: bool = False
     root_align: bool = False
+    hflip: bool = False
 
     def __post_init__(self) -> None:
         if self.bev_variant not in BEV_VARIANTS:

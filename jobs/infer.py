@@ -79,6 +79,7 @@ def run_metadata(cfg: InferConfig, checkpoint_sha256: str) -> dict:
         "gender": cfg.gender,
         "save_verts": cfg.settings.save_verts,
         "camera": CAMERA_CONVENTION,
+        **({"hflip": True} if cfg.settings.hflip else {}),  # absent unless set: older outputs keep their identity
         "meshfleet_version": meshfleet_version(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -90,7 +91,8 @@ def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
     keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
             "gender", "save_verts", "body_model_set")
     tracking = settings_identity(cfg.track) if cfg.track else None
-    return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
+    flip = {"hflip": True} if metadata.get("hflip") else {}
+    return {**{k: metadata[k] for k in keys}, **flip, "schema_version": SCHEMA_VERSION,
             "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest,
             "tracking": tracking}
 

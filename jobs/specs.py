@@ -35,6 +35,7 @@ from eval.leaderboard_job import LeaderboardJob
 from eval.registry import default_split
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig, with_checkpoint_names
+from jobs.pseudo_label import PseudoLabelConfig
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
 from pipelines.export import ExportJob
@@ -63,7 +64,7 @@ class EvalSpec:
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
-                          "track": TrackJob, "synth": SynthConfig}
+                          "track": TrackJob, "synth": SynthConfig, "pseudo-label": PseudoLabelConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -192,7 +193,7 @@ def build(kind: str, section: Any) -> Any:
     """The typed job of ``kind`` from its spec section, with the names that are derived where not
     given: the model and BEV variant from the checkpoint file name (infer, and eval's inference),
     the evaluated split (eval)."""
-    if isinstance(section, dict) and kind == "infer":
+    if isinstance(section, dict) and kind in ("infer", "pseudo-label"):
         section = with_checkpoint_names(section)
     if isinstance(section, dict) and kind == "eval":
         section = dict(section)

@@ -137,3 +137,26 @@ def labels_table(rows: dict[str, np.ndarray], body_model_set: str, metadata: dic
             values = rows[field.name]
             arrays[field.name] = pa.array(values.tolist() if values.dtype.kind == "U" else values, field.type)
     return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
+
+
+def annotation_table(columns: dict[str, np.ndarray | list], metadata: dict) -> pa.Table:
+    """An annotation table from per-column arrays of N rows, every schema column given (array
+    columns as (N, *shape) arrays, nullable scalars as lists with None), with the dataset metadata
+    attached. Used by ``meshfleet pseudo-label``; the column meanings are the contract's."""
+    schema = annotation_schema().with_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
+    missing = [name for name in schema.names if name not in columns]
+    if missing:
+        raise ValueError(f"annotation columns missing: {missing}")
+    arrays: list[pa.Array] = []
+    for field in schema:
+        values = columns[field.name]
+        if field.name == "joints2d_visible":
+            flat = np.asarray(values, bool).reshape(-1)
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), NUM_JOINTS))
+        elif pa.types.is_fixed_size_list(field.type):
+            n = len(values)
+            size = int(np.prod(_nested_sizes(field.type)))
+            arrays.append(array_column(np.asarray(values, np.float32).reshape(n, size), field.type))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
