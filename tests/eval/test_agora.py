@@ -190,7 +190,6 @@ def test_fixed_metrics_by_hand(scene):
     assert m["mpjpe"] == pytest.approx((50 / 24 + kid_mpjpe) / 2, abs=1e-4)
     assert m["mve"] == pytest.approx((10.0 + 0.0) / 2, abs=1e-4)
     assert m["pa_mpjpe"] > 0.0
-
     assert m["nmje"] == pytest.approx((50 / 24 + kid_mpjpe) / 2 / 0.5, abs=1e-4)
     assert m["nmve"] == pytest.approx(10.0, abs=1e-4)
     assert m["kid_precision"] == pytest.approx(1 / 3) and m["kid_recall"] == 1.0 and m["kid_f1"] == pytest.approx(0.5)
