@@ -14,6 +14,6 @@ from core.render.views import SIDE, TOP, View, fit_view, view_of
 __all__ = [
     "SIDE", "TOP", "Foreground", "Fragments", "Pattern", "PeopleMeshes", "PinholeCamera", "RasterSettings",
     "RenderSettings", "Rendering", "ShadingSettings", "Stripes", "SurfaceSample", "View", "canonical_camera",
-    "canonical_cameras", "draw_joints", "fit_camera", "fit_view", "foreground", "overlay", "panel", "rasterize", "render",
-    "to_uint8", "track_palette", "view_of",
+    "canonical_cameras", "draw_joints", "fit_camera", "fit_view", "foreground", "overlay", "panel", "rasterize",
+    "render", "to_uint8", "track_palette", "view_of",
 ]

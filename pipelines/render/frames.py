@@ -73,7 +73,8 @@ class UnitPeople:
         self.joints = column_array(table, "joints", (71, 3)) if n else np.zeros((0, 71, 3), np.float32)
         self.pj2d = column_array(table, "pj2d_org", (71, 2)) if n else np.zeros((0, 71, 2), np.float32)
         cam = column_array(table, "cam", (3,)) if n else np.zeros((0, 3), np.float32)
-        self.own_camera = np.isnan(cam).all(axis=1)  # no network camera: pj2d_org is in the scene's own camera
+        # no network camera (NaN cam, the synthetic oracle): pj2d_org is in the scene's own camera
+        self.own_camera = np.asarray(np.isnan(cam).all(axis=1), dtype=bool)
         self.verts = column_array(table, "verts") if info.verts and n else None
         person = table.column("person").to_numpy(zero_copy_only=False).astype(np.int64)
         track = (pc.fill_null(table.column("track_id"), -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -151,9 +152,9 @@ def _media_frames(unit: MediaUnit, chunk: int) -> Iterator[tuple[list[int], list
     frames: list[int] = []
     images: list[np.ndarray] = []
     errors: list[str] = []
-    for index, image, error in _decode(unit):
+    for index, bgr, error in _decode(unit):
         frames.append(index)
-        images.append(black() if image is None else np.ascontiguousarray(image[:, :, ::-1]))
+        images.append(black() if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1]))
         errors.append(error)
         if len(frames) == chunk:
             yield frames, images, errors

@@ -36,7 +36,7 @@ def stream_panels(units: list[MediaUnit], info: ResultsInfo, options: DrawOption
     import ray as ray_module
 
     rows = [{"unit": u.name, "payload": u.to_json(), "items": u.frames} for u in units]
-    ds = ray_module.data.from_items(rows, override_num_blocks=len(rows))
+    ds: ray_module.data.Dataset = ray_module.data.from_items(rows, override_num_blocks=len(rows))
     ds = ds.map_batches(partial(_read, info=info), batch_size=1, batch_format="numpy", num_cpus=0.5)
     ds = ds.map_batches(PanelRenderer, fn_constructor_kwargs={"options": options, "info": info},
                         batch_format="numpy", compute=ray_module.data.ActorPoolStrategy(size=workers),
