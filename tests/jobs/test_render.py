@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from core.body_models import BodyModelSet, root_align
-from core.render import canonical_camera
+from core.render import PinholeCamera, canonical_camera
 from jobs.cli import app
 from pipelines.schema import METADATA_KEY, array_column, results_schema
 from pipelines.synth.media import encode_mp4
@@ -26,6 +26,8 @@ runner = CliRunner()
 HEIGHT, WIDTH = 96, 128
 NEAR, FAR = (0.15, 0.1, 3.0), (-0.15, 0.1, 6.0)  # cam_trans (m): the far person is half hidden behind
 GREY = 90  # the frames' colour: the meshes are told apart from it
+# A scene camera other than the canonical one (focal 110.85 px for 128 px): longer lens, off-centre.
+SCENE_CAMERA = PinholeCamera(torch.tensor([160.0]), torch.tensor([[70.0, 44.0]]), HEIGHT, WIDTH)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +48,19 @@ def _person(models: BodyModelSet, seed: int) -> tuple[np.ndarray, np.ndarray, np
     return thetas, betas, body.joints[0].numpy()
 
 
-def _rows(models: BodyModelSet, source: str, frame: int, people: list[tuple[int, tuple]]) -> dict[str, list]:
-    """Result rows of one frame: people are (track id, cam_trans); pj2d_org is the canonical projection."""
-    camera = canonical_camera(HEIGHT, WIDTH)
+def _rows(models: BodyModelSet, source: str, frame: int, people: list[tuple[int, tuple]],
+          scene_camera: PinholeCamera | None = None) -> dict[str, list]:
+    """Result rows of one frame: people are (track id, cam_trans); pj2d_org is their projection by the
+    canonical camera, or -- as in the synthetic oracle, whose ``cam`` is NaN -- by ``scene_camera``."""
+    camera = scene_camera or canonical_camera(HEIGHT, WIDTH)
+    cam = np.full(3, np.nan if scene_camera else 1.0, np.float32)
     rows: dict[str, list] = {k: [] for k in ("source", "frame", "person", "track_id", "thetas", "betas", "trans",
-                                              "joints", "pj2d")}
+                                              "joints", "pj2d", "cam")}
     for person, (track, trans) in enumerate(people):
         thetas, betas, joints = _person(models, track)
         pj2d = camera.project(torch.from_numpy(joints + np.asarray(trans, np.float32))).numpy()
-        for key, value in zip(rows, (source, frame, person, track, thetas, betas, trans, joints, pj2d), strict=True):
+        values = (source, frame, person, track, thetas, betas, trans, joints, pj2d, cam)
+        for key, value in zip(rows, values, strict=True):
             rows[key].append(value)
     return rows
 
@@ -69,7 +75,7 @@ def _write_results(path: Path, frames: list[dict[str, list]]) -> None:
         "timestamp": pa.nulls(n, pa.float64()), "person": pa.array(rows["person"], pa.int32()),
         "track_id": pa.array(rows["track_id"], pa.int64()), "model": pa.array(["bev"] * n),
         "center_conf": pa.array(np.ones(n, np.float32)),
-        "cam": array_column(np.ones((n, 3), np.float32), schema.field("cam").type),
+        "cam": array_column(np.stack(rows["cam"]), schema.field("cam").type),
         "cam_trans": array_column(np.array(rows["trans"], np.float32), schema.field("cam_trans").type),
         "smpl_thetas": array_column(np.stack(rows["thetas"]), schema.field("smpl_thetas").type),
         "smpl_betas": array_column(np.stack(rows["betas"]), schema.field("smpl_betas").type),
@@ -90,14 +96,15 @@ def corpus(tmp_path_factory, models) -> Path:
     media = root / "media"
     media.mkdir()
     grey = np.full((HEIGHT, WIDTH, 3), GREY, np.uint8)
-    for name in ("near.png", "far.png", "both.png"):
+    for name in ("near.png", "far.png", "both.png", "scene.png"):
         cv2.imwrite(str(media / name), grey)
     (media / "clip.mp4").write_bytes(encode_mp4([grey] * 3, 10.0))
     frames = [_rows(models, "near.png", 0, [(1, NEAR)]), _rows(models, "far.png", 0, [(2, FAR)]),
               _rows(models, "both.png", 0, [(1, NEAR), (2, FAR)]),
+              _rows(models, "scene.png", 0, [(3, NEAR)], SCENE_CAMERA),
               _rows(models, "clip.mp4", 0, [(1, NEAR)]), _rows(models, "clip.mp4", 2, [(1, NEAR), (2, FAR)])]
-    _write_results(root / "results" / "part-0.parquet", frames[:3])
-    _write_results(root / "results" / "part-1.parquet", frames[3:])
+    _write_results(root / "results" / "part-0.parquet", frames[:4])
+    _write_results(root / "results" / "part-1.parquet", frames[4:])
     return root
 
 
@@ -119,12 +126,13 @@ def overlays(corpus, tmp_path_factory) -> Path:
     return out
 
 
-def test_the_mesh_projects_where_pj2d_org_says(corpus, overlays):
-    picture = _read(overlays / "near.png")
+@pytest.mark.parametrize("source", ["near.png", "scene.png"])  # canonical camera; own camera (NaN cam)
+def test_the_mesh_projects_where_pj2d_org_says(corpus, overlays, source):
+    picture = _read(overlays / source)
     assert picture.shape == (HEIGHT, WIDTH, 3)
     mask = (np.abs(picture.astype(int) - GREY) > 8).any(axis=2)
     table = pq.read_table(corpus / "results" / "part-0.parquet").to_pylist()
-    pj2d = np.array(next(r for r in table if r["source"] == "near.png")["pj2d_org"])[:24]
+    pj2d = np.array(next(r for r in table if r["source"] == source)["pj2d_org"])[:24]
     cols, rows = np.floor(pj2d).astype(int).T
     inside = mask[rows.clip(0, HEIGHT - 1), cols.clip(0, WIDTH - 1)]
     assert inside.mean() >= 0.9, f"only {inside.sum()} of 24 SMPL joints fall on the rendered mesh"
@@ -150,7 +158,7 @@ def test_render_images_and_video_on_ray_then_rerun_skips(corpus, tmp_path, ray_l
     out = tmp_path / "out"
     result = _render(corpus, out, "--alpha", "0.6")
     assert result.exit_code == 0, result.output
-    assert "4 files rendered (6 frames" in result.output
+    assert "5 files rendered (7 frames" in result.output
     for name in ("near.jpg", "far.jpg", "both.jpg"):
         picture = _read(out / name)
         assert picture.shape == (HEIGHT, WIDTH + 2 * HEIGHT, 3)  # overlay + square side and top views
@@ -164,7 +172,7 @@ def test_render_images_and_video_on_ray_then_rerun_skips(corpus, tmp_path, ray_l
     before = {p: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     again = _render(corpus, out, "--alpha", "0.6")
     assert again.exit_code == 0, again.output
-    assert "0 files rendered" in again.output and "4 already done" in again.output
+    assert "0 files rendered" in again.output and "5 already done" in again.output
     assert {p: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == before
 
 
@@ -172,7 +180,7 @@ def test_missing_media_is_reported_and_the_job_carries_on(corpus, tmp_path):
     result = runner.invoke(app, ["render", str(corpus / "results"), "--output", str(tmp_path / "out"),
                                  "--inputs", str(tmp_path / "nowhere"), "--views", "top", "--no-ray"])
     assert result.exit_code == 0, result.output
-    assert "4 files rendered" in result.output and "4 inputs with unreadable frames" in result.output
+    assert "5 files rendered" in result.output and "5 inputs with unreadable frames" in result.output
     assert "warning:" in result.output and "not found" in result.output
     assert _read(tmp_path / "out" / "both.jpg").shape == (HEIGHT, HEIGHT, 3)  # the views need no media
 
