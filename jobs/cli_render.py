@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jobs.cli_base import DRY_HELP, SPEC_HELP, USAGE_ERROR, VERBOSE_HELP
+from jobs.cli_base import DRY_HELP, MLFLOW_URI_HELP, SPEC_HELP, USAGE_ERROR, VERBOSE_HELP
 from jobs.cli_common import fail, input_error_code, job_from_options, print_spec, setup_logging
 
 RESULTS_HELP = "Results dataset (folder or s3:// prefix), e.g. the output of `meshfleet infer`."
@@ -38,6 +38,9 @@ def render(
     overwrite: Annotated[bool | None, typer.Option(
         "--overwrite", help="Redo everything (only files this job wrote are replaced).")] = None,
     ray: Annotated[bool | None, typer.Option("--ray/--no-ray", help="--no-ray draws in this process.")] = None,
+    mlflow_run: Annotated[str | None, typer.Option(
+        help="MLflow run id that gets a thumbnail of the first picture (shown on the leaderboard).")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option(help=MLFLOW_URI_HELP)] = None,
     spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -53,7 +56,8 @@ def render(
     values: dict[str, Any] = {
         "results": results, "output": output, "inputs": inputs, "body_models": body_models,
         "views": _views(views), "alpha": alpha, "joints": joints, "format": format, "video_format": video_format,
-        "device": device, "workers": workers, "overwrite": overwrite, "ray": ray,
+        "device": device, "workers": workers, "overwrite": overwrite, "ray": ray, "mlflow_run": mlflow_run,
+        "mlflow_uri": mlflow_uri,
     }
     config = job_from_options(ctx, "render", values, {name: name for name in values}, spec)
     if dry_run:

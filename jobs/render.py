@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.render import panel
 from pipelines.jobstate import prepare_output
 from pipelines.render.draw import DrawOptions
-from pipelines.render.encode import encode_unit
+from pipelines.render.encode import JPEG_QUALITY, encode_unit
 from pipelines.render.plan import IMAGE_FORMATS, VIDEO_FORMATS, VIEWS, MediaUnit, RenderInputError, plan_units
 from pipelines.render.ray_run import collect_units, stream_panels
 from pipelines.storage import join, normalise, url_to_fs, with_retries, write_bytes_atomic
+from pipelines.synth.media import encode_jpeg
 
 log = logging.getLogger(__name__)
 JOB_KIND = "render"
 RENDER_VERSION = 1  # bump when the pictures change for the same settings (a rerun then needs --overwrite)
+THUMBNAIL_HEIGHT = 160  # px, the leaderboard's run thumbnail
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,9 @@ class RenderConfig:
     prefix, for the faces of saved vertices and the bodies of results without them; views: of
     ``overlay``, ``side``, ``top``, in panel order; alpha in (0, 1]: mesh opacity on the overlay;
     joints: draw ``pj2d_org``; format / video_format: jpg|png / mp4; device: auto|cpu|cuda; workers:
-    renderer actors (None: one per GPU, else 1); ray: False runs every stage in this process."""
+    renderer actors (None: one per GPU, else 1); ray: False runs every stage in this process;
+    mlflow_run: an MLflow run (of ``mlflow_uri``) that gets a thumbnail of the first picture, which
+    the leaderboard shows in the run's row."""
 
     results: str
     output: str
@@ -50,6 +55,8 @@ class RenderConfig:
     workers: int | None = None
     overwrite: bool = False
     ray: bool = True
+    mlflow_run: str | None = None
+    mlflow_uri: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in IMAGE_FORMATS:
@@ -128,7 +135,25 @@ def render_dataset(cfg: RenderConfig,
     if todo:
         _run(cfg, options, info, todo, commit)
     summary.wall_s = time.perf_counter() - start
+    if cfg.mlflow_run and units:
+        from eval.leaderboard_io import RENDER_THUMBNAIL
+        from eval.mlflow_log import log_artifact_bytes
+
+        log_artifact_bytes(cfg.mlflow_run, RENDER_THUMBNAIL, thumbnail(join(cfg.output, units[0].name)),
+                           cfg.mlflow_uri)
     return summary
+
+
+def thumbnail(uri: str, height: int = THUMBNAIL_HEIGHT) -> bytes:
+    """A JPEG ``height`` px high of a rendered picture, or of a rendered video's first frame."""
+    from pipelines.readers import kind_of, read_image
+    from pipelines.video import iter_video_frames
+
+    bgr = read_image(uri) if kind_of(uri) == "image" else next(iter_video_frames(uri, 0, 1)).image
+    if bgr is None:
+        raise ValueError(f"{uri}: cannot read the rendered video for a thumbnail")
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    return encode_jpeg(panel([rgb], height), JPEG_QUALITY)
 
 
 def _run(cfg: RenderConfig, options: DrawOptions, info, todo: list[MediaUnit],

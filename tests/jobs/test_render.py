@@ -4,6 +4,7 @@ order; reruns skip what is done; bad inputs exit 2 with one line."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -220,3 +221,24 @@ def test_dry_run_prints_the_render_spec(corpus, tmp_path):
     result = _render(corpus, tmp_path / "out", "--views", "top,overlay", "--dry-run")
     assert result.exit_code == 0
     assert "kind: render" in result.output and "- top\n  - overlay" in result.output
+
+
+def test_a_run_with_renders_shows_a_thumbnail_on_the_leaderboard(corpus, tmp_path):
+    from eval.mlflow_log import log_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = {"benchmark": "agora", "split": "validation", "track": "smpl", "protocol": "official",
+              "evaluator_version": "1.0", "model": "bev", "checkpoint_sha256": "ab" * 32}
+    rendered = log_run("meshfleet-eval", "with-renders", params, {"f1": 0.9}, {"metrics.json": {}}, uri)
+    log_run("meshfleet-eval", "without", params, {"f1": 0.8}, {"metrics.json": {}}, uri)
+    result = _render(corpus, tmp_path / "out", "--views", "overlay", "--no-ray", "--mlflow-run", rendered,
+                     "--mlflow-uri", uri)
+    assert result.exit_code == 0, result.output
+    board = runner.invoke(app, ["leaderboard", "--mlflow-uri", uri, "--output", str(tmp_path / "board")])
+    assert board.exit_code == 0, board.output
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert page.count('<img class="thumb"') == 1  # only the run that has renders
+    row = next(r for r in page.split("<tr") if rendered[:8] in r)
+    blob = base64.b64decode(row.split('src="data:image/jpeg;base64,')[1].split('"')[0])
+    thumb = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    assert thumb.shape[0] == 160 and thumb.shape[1] == round(WIDTH * 160 / HEIGHT)
