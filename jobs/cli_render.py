@@ -36,7 +36,7 @@ def render(
         help="auto (CUDA when present), cpu or cuda. Default: auto.")] = None,
     workers: Annotated[int | None, typer.Option(help="Renderer workers. Default: one per GPU, else 1.")] = None,
     overwrite: Annotated[bool | None, typer.Option(
-        "--overwrite", help="Redo everything (only files this job wrote are replaced).")] = None,
+        "--overwrite", help="Start over: delete what --output holds.")] = None,
     ray: Annotated[bool | None, typer.Option("--ray/--no-ray", help="--no-ray draws in this process.")] = None,
     mlflow_run: Annotated[str | None, typer.Option(
         help="MLflow run id that gets a thumbnail of the first picture (shown on the leaderboard).")] = None,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from core.render import panel
 from pipelines.jobstate import prepare_output
@@ -159,6 +160,7 @@ def thumbnail(uri: str, height: int = THUMBNAIL_HEIGHT) -> bytes:
 def _run(cfg: RenderConfig, options: DrawOptions, info, todo: list[MediaUnit],
          commit: Callable[[MediaUnit, dict[str, np.ndarray]], None]) -> None:
     if not cfg.ray:
+        _check_device(options.device, 1.0 if torch.cuda.is_available() else 0.0)
         collect_units(stream_panels(todo, info, options, 1, 0.0, ray=False), todo, commit)
         return
     from jobs.infer import ensure_ray
@@ -168,6 +170,7 @@ def _run(cfg: RenderConfig, options: DrawOptions, info, todo: list[MediaUnit],
         import ray
 
         gpus = float(ray.cluster_resources().get("GPU", 0.0)) if options.device != "cpu" else 0.0
+        _check_device(options.device, gpus)
         workers = cfg.workers or (max(1, int(gpus)) if gpus else 1)
         collect_units(stream_panels(todo, info, options, workers, 1.0 if gpus else 0.0), todo, commit)
     finally:
@@ -175,3 +178,8 @@ def _run(cfg: RenderConfig, options: DrawOptions, info, todo: list[MediaUnit],
             import ray
 
             ray.shutdown()
+
+
+def _check_device(device: str, gpus: float) -> None:
+    if device == "cuda" and gpus <= 0:
+        raise RenderInputError("--device cuda: no CUDA GPU here (use --device auto or cpu)")

@@ -242,3 +242,9 @@ def test_a_run_with_renders_shows_a_thumbnail_on_the_leaderboard(corpus, tmp_pat
     blob = base64.b64decode(row.split('src="data:image/jpeg;base64,')[1].split('"')[0])
     thumb = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
     assert thumb.shape[0] == 160 and thumb.shape[1] == round(WIDTH * 160 / HEIGHT)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+def test_device_cuda_without_a_gpu_exits_2(corpus, tmp_path):
+    result = _render(corpus, tmp_path / "out", "--device", "cuda", "--no-ray")
+    assert result.exit_code == 2 and "--device cuda: no CUDA GPU here" in result.output
