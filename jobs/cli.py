@@ -44,6 +44,7 @@ from jobs.cli_common import (
 from jobs.cli_eval import eval_app
 from jobs.cli_export import export_app
 from jobs.cli_pseudo import pseudo_label
+from jobs.cli_render import render
 from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig, check_tracking
 
@@ -65,6 +66,7 @@ app.add_typer(body_model_app, name="body-model")
 app.command()(submit)
 app.command()(synth)
 app.command("pseudo-label")(pseudo_label)
+app.command()(render)
 
 
 @app.callback()
