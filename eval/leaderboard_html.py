@@ -20,6 +20,7 @@ th{background:#f6f8fa;cursor:pointer;user-select:none}th.text,td.text{text-align
 tr.reported{background:#fffbe6;font-style:italic}td.best{font-weight:bold;background:#dafbe1}
 .badge{font-size:.75em;padding:0 .4em;border-radius:.6em;background:#eaeef2}
 .charts img{max-width:640px;margin:.4em 1em .4em 0;border:1px solid #d0d7de}
+img.thumb{height:64px;vertical-align:middle;margin-right:.5em;border:1px solid #d0d7de}
 .note{color:#57606a;font-size:.9em}
 """
 
@@ -50,7 +51,13 @@ def _cell(text: str, value: float | None, css: str = "") -> str:
     return f"<td{cls}{data}>{html.escape(text)}</td>"
 
 
-def _row_html(table: Table, rank: int, row: Row, run_url: str | None) -> str:
+def _thumb(blob: bytes | None) -> str:
+    if not blob:
+        return ""
+    return f'<img class="thumb" alt="render" src="data:image/jpeg;base64,{base64.b64encode(blob).decode()}">'
+
+
+def _row_html(table: Table, rank: int, row: Row, run_url: str | None, thumbnail: bytes | None = None) -> str:
     label = f'<td class="text">{html.escape(row.label)} <span class="badge">{row.kind}</span></td>'
     cells = [f"<td>{rank}</td>", label]
     for m in table.benchmark.metrics:
@@ -62,20 +69,22 @@ def _row_html(table: Table, rank: int, row: Row, run_url: str | None) -> str:
         link = f'<a href="{target}">run {row.run_id[:8]}</a>' if target else f"run {html.escape(row.run_id)}"
         extra = "; ".join(f"{html.escape(k)} {html.escape(str(v))}" for k, v in row.details.items()
                           if k != "predictions")
-        cells.append(f'<td class="text">{link}; {extra}</td>')
+        cells.append(f'<td class="text">{_thumb(thumbnail)}{link}; {extra}</td>')
     else:
         cells.append(f'<td class="text">{html.escape(str(row.details.get("source", "")))}</td>')
     return f'<tr class="{row.kind}">' + "".join(cells) + "</tr>"
 
 
-def _table_html(index: int, table: Table, run_url: str | None, charts: list[tuple[str, bytes]]) -> str:
+def _table_html(index: int, table: Table, run_url: str | None, charts: list[tuple[str, bytes]],
+                thumbnails: Callable[[Row], bytes | None] | None = None) -> str:
     heads = ['<th data-col="0">#</th>', '<th class="text">method</th>']
     for col, m in enumerate(table.benchmark.metrics, start=2):
         direction = "desc" if m.higher_is_better else "asc"
         arrow = "↑" if m.higher_is_better else "↓"
         heads.append(f'<th data-col="{col}" data-dir="{direction}">{html.escape(m.label)} {arrow}</th>')
     heads.append('<th class="text">reproduce / source</th>')
-    rows = "".join(_row_html(table, rank, row, run_url) for rank, row in enumerate(table.rows, start=1))
+    rows = "".join(_row_html(table, rank, row, run_url, thumbnails(row) if thumbnails else None)
+                   for rank, row in enumerate(table.rows, start=1))
     images = "".join(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(blob).decode()}">'
                      for name, blob in charts)
     key = html.escape("|".join(table.key))
@@ -86,9 +95,11 @@ def _table_html(index: int, table: Table, run_url: str | None, charts: list[tupl
 
 
 def to_html(tables: list[Table], run_url: str | None = None,
-            charts: Callable[[Table], list[tuple[str, bytes]]] | None = None) -> str:
-    """The whole page; ``charts(table)`` gives (name, PNG bytes) to show under each table."""
-    body = "".join(_table_html(i, t, run_url, charts(t) if charts else []) for i, t in enumerate(tables))
+            charts: Callable[[Table], list[tuple[str, bytes]]] | None = None,
+            thumbnails: Callable[[Row], bytes | None] | None = None) -> str:
+    """The whole page; ``charts(table)`` gives (name, PNG bytes) to show under each table,
+    ``thumbnails(row)`` the JPEG render thumbnail of a run's row (or None)."""
+    body = "".join(_table_html(i, t, run_url, charts(t) if charts else [], thumbnails) for i, t in enumerate(tables))
     if not tables:
         body = "<p>No evaluation runs found.</p>"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>meshfleet leaderboard</title>"

@@ -14,6 +14,8 @@ from eval.leaderboard import RunRecord
 from eval.mlflow_log import default_tracking_uri
 
 DEFAULT_EXPERIMENTS = ("meshfleet-eval",)
+# A run's render thumbnail (``meshfleet render --mlflow-run RUN``): shown in its leaderboard row.
+RENDER_THUMBNAIL = "render_thumbnail.jpg"
 
 
 class StoreError(ValueError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.leaderboard import Table, build_tables, load_registry, to_markdown
+from eval.leaderboard import Row, Table, build_tables, load_registry, to_markdown
 from eval.leaderboard_html import to_html
-from eval.leaderboard_io import DEFAULT_EXPERIMENTS, fetch_artifact, load_runs
+from eval.leaderboard_io import DEFAULT_EXPERIMENTS, RENDER_THUMBNAIL, fetch_artifact, load_runs
 
 REGISTRY = Path(__file__).with_name("reported_results.yaml")
 
@@ -34,7 +34,13 @@ def run_leaderboard(job: LeaderboardJob) -> list[Table]:
         return [(name, fetch_artifact(best.run_id, name, job.tracking_uri))
                 for name in best.artifacts if name.endswith(".png")]
 
+    def thumbnail(row: Row) -> bytes | None:
+        """The render thumbnail a run logged, if any."""
+        if row.kind != "run" or not row.run_id or RENDER_THUMBNAIL not in row.artifacts:
+            return None
+        return fetch_artifact(row.run_id, RENDER_THUMBNAIL, job.tracking_uri)
+
     job.output.mkdir(parents=True, exist_ok=True)
     (job.output / "leaderboard.md").write_text(to_markdown(tables, job.run_url))
-    (job.output / "index.html").write_text(to_html(tables, job.run_url, charts))
+    (job.output / "index.html").write_text(to_html(tables, job.run_url, charts, thumbnail))
     return tables

@@ -49,3 +49,14 @@ def log_run(experiment: str, run_name: str, params: dict, metrics: dict[str, flo
                 path.write_bytes(blob)
                 mlflow.log_artifact(str(path))
         return run.info.run_id
+
+
+def log_artifact_bytes(run_id: str, name: str, data: bytes, tracking_uri: str | None = None) -> None:
+    """Add the file ``name`` holding ``data`` to the existing run ``run_id`` (e.g. a render thumbnail)."""
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        MlflowClient(tracking_uri or default_tracking_uri()).log_artifact(run_id, str(path))

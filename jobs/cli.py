@@ -45,6 +45,7 @@ from jobs.cli_demo import demo
 from jobs.cli_eval import eval_app
 from jobs.cli_export import export_app
 from jobs.cli_pseudo import pseudo_label
+from jobs.cli_render import render
 from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig, check_tracking
 
@@ -67,6 +68,7 @@ app.command()(submit)
 app.command()(synth)
 app.command()(demo)
 app.command("pseudo-label")(pseudo_label)
+app.command()(render)
 
 
 @app.callback()

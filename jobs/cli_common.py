@@ -189,6 +189,10 @@ def run_job(kind: str, config: Any) -> int:
         from jobs.cli_export import run_export_and_report
 
         return run_export_and_report(config)
+    if kind == "render":
+        from jobs.cli_render import run_render_and_report
+
+        return run_render_and_report(config)
     raise ValueError(f"unknown job kind {kind!r}")
 
 

@@ -36,6 +36,7 @@ from eval.registry import default_split
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig, with_checkpoint_names
 from jobs.pseudo_label import PseudoLabelConfig
+from jobs.render import RenderConfig
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
 from pipelines.export import ExportJob
@@ -64,7 +65,8 @@ class EvalSpec:
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
-                          "track": TrackJob, "synth": SynthConfig, "pseudo-label": PseudoLabelConfig}
+                          "track": TrackJob, "synth": SynthConfig, "pseudo-label": PseudoLabelConfig,
+                          "render": RenderConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:

@@ -82,3 +82,27 @@ def canonical_cameras(sizes: Sequence[tuple[int, int]], device: torch.device | s
         center=torch.tensor([center] * count, dtype=torch.float32, device=device),
         height=height, width=width,
     )
+
+
+def fit_camera(points: torch.Tensor, pixels: torch.Tensor, height: int, width: int) -> PinholeCamera:
+    """The pinhole camera (square pixels) that best projects ``points`` onto ``pixels``.
+
+    points: (K, 3) camera-frame metres (z > 0); pixels: (K, 2) continuous pixels. Solves
+    ``u = f x/z + cx``, ``v = f y/z + cy`` for (f, cx, cy) by linear least squares (2K equations);
+    non-finite pairs and points behind the camera are ignored. For results whose ``pj2d_org`` is
+    the exact projection of ``joints + cam_trans`` in a camera other than the canonical one (the
+    synthetic oracle, in its scene's camera). Raises ValueError with fewer than 2 usable points.
+    """
+    points, pixels = points.double().reshape(-1, 3), pixels.double().reshape(-1, 2)
+    ok = torch.isfinite(points).all(dim=1) & torch.isfinite(pixels).all(dim=1) & (points[:, 2] > 1e-6)
+    points, pixels = points[ok], pixels[ok]
+    if points.shape[0] < 2:
+        raise ValueError(f"need at least 2 usable point / pixel pairs to fit a camera, got {points.shape[0]}")
+    ratio = points[:, :2] / points[:, 2:3]  # (K, 2) x/z, y/z
+    zeros, ones = torch.zeros_like(ratio[:, 0]), torch.ones_like(ratio[:, 0])
+    design = torch.cat([torch.stack([ratio[:, 0], ones, zeros], dim=1),
+                        torch.stack([ratio[:, 1], zeros, ones], dim=1)])
+    target = torch.cat([pixels[:, 0], pixels[:, 1]]).unsqueeze(1)
+    focal, cx, cy = torch.linalg.lstsq(design, target).solution[:, 0].tolist()
+    return PinholeCamera(torch.tensor([focal], dtype=torch.float32), torch.tensor([[cx, cy]], dtype=torch.float32),
+                         height, width)

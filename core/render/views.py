@@ -41,6 +41,16 @@ class View:
         return moved + torch.tensor([0.0, 0.0, self.distance], dtype=verts.dtype, device=verts.device)
 
 
+def view_of(rotation: tuple[tuple[float, ...], ...] | torch.Tensor, center: torch.Tensor, distance: float,
+            height: int, width: int) -> View:
+    """The view along ``rotation`` at ``center`` (3,) from ``distance`` metres, seen by the canonical
+    FOV-60 camera of a ``height`` x ``width`` picture centred on it (a view rebuilt from its values)."""
+    focal = canonical_camera(height, width, device=center.device).focal
+    rot = torch.as_tensor(rotation, dtype=torch.float32, device=center.device)
+    centered = PinholeCamera(focal, torch.tensor([[width / 2.0, height / 2.0]], device=center.device), height, width)
+    return View(rot, center.float(), float(distance), centered)
+
+
 def fit_view(verts: torch.Tensor, rotation: tuple[tuple[float, ...], ...] | torch.Tensor,
              height: int, width: int, margin: float = 1.1) -> View:
     """The view along ``rotation`` (SIDE, TOP, FRONT or any (3, 3) rotation) that shows all of
@@ -52,7 +62,7 @@ def fit_view(verts: torch.Tensor, rotation: tuple[tuple[float, ...], ...] | torc
     rot = torch.as_tensor(rotation, dtype=torch.float32, device=verts.device)
     points = verts.reshape(-1, 3).float()
     if points.shape[0] == 0:
-        return View(rot, torch.zeros(3, device=verts.device), 1.0, camera)
+        return view_of(rot, torch.zeros(3, device=verts.device), 1.0, height, width)
     center = (points.amin(dim=0) + points.amax(dim=0)) / 2
     q = (points - center) @ rot.T
     focal = float(camera.focal[0])
@@ -60,6 +70,4 @@ def fit_view(verts: torch.Tensor, rotation: tuple[tuple[float, ...], ...] | torc
     # |f q_xy / (q_z + d)| <= half  <=>  d >= f |q_xy| / half - q_z for every point.
     needed = (focal * q[:, :2].abs() / half).amax(dim=1) - q[:, 2]
     distance = max(float(needed.max()), float((-q[:, 2]).max()) + MIN_CLEARANCE)
-    centered = PinholeCamera(camera.focal, torch.tensor([[width / 2.0, height / 2.0]], device=verts.device),
-                             height, width)
-    return View(rot, center, distance, centered)
+    return view_of(rot, center, distance, height, width)

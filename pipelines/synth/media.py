@@ -24,6 +24,14 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
+def encode_png(rgb: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB -> PNG bytes."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
 def encode_mask(ids: np.ndarray) -> bytes:
     """(H, W) instance ids (0 background, person + 1; at most 255 people) -> 8-bit PNG bytes."""
     if ids.size and int(ids.max()) > 255:

@@ -78,3 +78,16 @@ def test_fit_view_of_nobody_and_panel():
     joined = panel([np.zeros((20, 30, 3), np.uint8), np.full((40, 40, 3), 255, np.uint8)], height=20)
     assert joined.shape == (20, 50, 3) and joined[:, 30:].min() == 255
     assert to_uint8(np.array([0.0, 0.5, 1.2])).tolist() == [0, 128, 255]
+
+
+def test_fit_camera_recovers_a_pinhole_camera_from_projections():
+    from core.render import PinholeCamera, fit_camera
+
+    truth = PinholeCamera(torch.tensor([321.0]), torch.tensor([[150.5, 98.25]]), 200, 300)
+    points = torch.tensor([[0.3, -0.5, 3.0], [-0.4, 0.2, 4.0], [0.1, 0.7, 2.5], [0.0, 0.0, 5.0]])
+    fitted = fit_camera(points, truth.project(points), 200, 300)
+    assert torch.allclose(fitted.focal, truth.focal, atol=1e-3)
+    assert torch.allclose(fitted.center, truth.center, atol=1e-3)
+    nan = torch.full((1, 2), float("nan"))
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_camera(points[:2], torch.cat([truth.project(points[:1]), nan]), 200, 300)
