@@ -23,8 +23,8 @@ def demo(
     model: Annotated[str, typer.Option(help="romp, bev, or auto (from the checkpoint).")] = "auto",
     body_models: Annotated[str, typer.Option(help=BODY_HELP)] = "open",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    steps: Annotated[str, typer.Option(help="Comma-separated subset of synth,infer,eval,leaderboard,render.")] = (
-        "synth,infer,eval,leaderboard,render"),
+    steps: Annotated[str, typer.Option(help="Comma-separated subset of synth,infer,eval,render,leaderboard.")] = (
+        "synth,infer,eval,render,leaderboard"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Generate held-out synthetic scenes and a video, run the shipped checkpoint over them (infer with

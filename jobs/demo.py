@@ -9,8 +9,9 @@ Steps (each one of meshfleet's own jobs, called as the CLI calls it; one embedde
 2. ``infer --track`` with the shipped checkpoint (``--checkpoint demo``) on the open body model;
 3. ``eval agora`` on the synthetic AGORA layout (detection F1, MPJPE) and ``eval tracking`` on the
    video's MOT ground truth (IDF1), both logged to an MLflow store inside ``workdir``;
-4. ``leaderboard`` from that store (an HTML page);
-5. ``render``: overlays, side and bird's-eye views of the images and the video.
+4. ``render``: overlays, side and bird's-eye views of the images and the video (a thumbnail goes
+   to the AGORA evaluation's MLflow run);
+5. ``leaderboard`` from that store (an HTML page, with the thumbnail).
 
 Every output lives under ``workdir``; a rerun reuses what is already there (each job resumes).
 """
@@ -51,7 +52,7 @@ class DemoConfig:
     model: str = "auto"
     body_models: str = OPEN
     device: str = "auto"
-    steps: tuple[str, ...] = ("synth", "infer", "eval", "leaderboard", "render")
+    steps: tuple[str, ...] = ("synth", "infer", "eval", "render", "leaderboard")
 
     def validate(self) -> DemoConfig:
         if not 1 <= self.scenes <= 10_000:
@@ -78,6 +79,7 @@ class DemoReport:
     metrics: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)  # MLflow run ids of the evaluations
 
     def lines(self) -> list[str]:
         out = []
@@ -170,6 +172,7 @@ def _eval(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[st
                        body_models=cfg.body_models, split="synth-demo")
     payload, _ = run_eval(EvalJob(agora, output_json=Path(cfg.path("eval", "agora.json")), mlflow_uri=cfg.mlflow_uri))
     report.metrics.update({k: float(payload[k]) for k in ("f1", "precision", "recall", "mpjpe") if k in payload})
+    report.runs["agora"] = payload.get("mlflow_run_id", "")
     tracking = TrackingEvalJob(results=infer_cfg.output, gt=cfg.path("scenes", "video", "mot"),
                                output=Path(cfg.path("eval", "tracking.json")), split="synth-demo",
                                mlflow_uri=cfg.mlflow_uri)
@@ -191,17 +194,17 @@ def _leaderboard(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Calla
 
 
 def _render(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[str], None]) -> None:
-    from jobs.render import RenderConfig, run_render
+    from jobs.render import RenderConfig, render_dataset
 
     job = RenderConfig(results=infer_cfg.output, output=cfg.path("renders"), body_models=cfg.body_models,
-                       device=cfg.device)
-    summary = run_render(job)
+                       device=cfg.device, mlflow_run=report.runs.get("agora"), mlflow_uri=cfg.mlflow_uri)
+    summary = render_dataset(job)
     say(f"render  {job.output}: {summary.line()}")
     report.paths["pictures"] = job.output
 
 
 STEPS: dict[str, Callable[[DemoConfig, Any, DemoReport, Callable[[str], None]], None]] = {
-    "synth": _synth, "infer": _infer, "eval": _eval, "leaderboard": _leaderboard, "render": _render}
+    "synth": _synth, "infer": _infer, "eval": _eval, "render": _render, "leaderboard": _leaderboard}
 
 
 def with_steps(cfg: DemoConfig, steps: tuple[str, ...]) -> DemoConfig:
