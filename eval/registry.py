@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from eval.common import EvalConfig, EvalError, EvalResult
+from pipelines.body_model_sets import is_open
 from pipelines.storage import is_local, normalise, url_to_fs
 
 
@@ -66,6 +67,8 @@ def check_inputs(cfg: EvalConfig, infer_first: bool = False) -> None:
         uri = getattr(cfg, name)
         if not uri:
             raise EvalError(f"{FLAGS[name]}: required (or --checkpoint to run inference first)")
+        if name == "body_models" and is_open(uri):
+            continue  # the shipped open set, not a path
         if is_local(uri):
             fs, path = url_to_fs(normalise(uri))
             if not fs.exists(path):

@@ -43,6 +43,7 @@ from jobs.cli_common import (
 )
 from jobs.cli_eval import eval_app
 from jobs.cli_export import export_app
+from jobs.cli_synth import synth
 from jobs.config import ConfigError, InferConfig, check_tracking
 
 app = typer.Typer(
@@ -61,6 +62,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(export_app, name="export")
 app.add_typer(body_model_app, name="body-model")
 app.command()(submit)
+app.command()(synth)
 
 
 @app.callback()

@@ -168,6 +168,10 @@ def run_job(kind: str, config: Any) -> int:
         return run_eval_and_report(config)
     if kind == "eval-tracking":
         return run_tracking_eval_and_report(config)
+    if kind == "synth":
+        from jobs.cli_synth import run_synth_and_report
+
+        return run_synth_and_report(config)
     if kind == "export-mot":
         from eval.tracking_job import export_mot
 

@@ -35,6 +35,7 @@ from eval.leaderboard_job import LeaderboardJob
 from eval.registry import default_split
 from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig, with_checkpoint_names
+from jobs.synth import SynthConfig
 from jobs.track import TrackJob
 from pipelines.export import ExportJob
 
@@ -62,7 +63,7 @@ class EvalSpec:
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
-                          "track": TrackJob}
+                          "track": TrackJob, "synth": SynthConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
