@@ -44,6 +44,7 @@ from jobs.cli_common import (
 from jobs.cli_eval import eval_app
 from jobs.cli_export import export_app
 from jobs.cli_synth import synth
+from jobs.cli_train import train
 from jobs.config import ConfigError, InferConfig, check_tracking
 
 app = typer.Typer(
@@ -63,6 +64,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(body_model_app, name="body-model")
 app.command()(submit)
 app.command()(synth)
+app.command()(train)
 
 
 @app.callback()

@@ -37,6 +37,7 @@ from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.config import InferConfig, with_checkpoint_names
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
+from jobs.train import TrainConfig
 from pipelines.export import ExportJob
 
 
@@ -63,7 +64,8 @@ class EvalSpec:
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
-                          "track": TrackJob, "synth": SynthConfig}
+                          "track": TrackJob, "synth": SynthConfig,
+                          "train": TrainConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
