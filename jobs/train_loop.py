@@ -153,6 +153,8 @@ def train_worker(config: dict) -> None:
     state = _restore(net, optimiser)
     if state is None:
         _initial_weights(cfg, net)
+    if world > 1 and device.type == "cuda":  # one BatchNorm batch over all workers (CUDA only in torch)
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     net = net.to(device).train()
     params = [p for p in net.parameters() if p.requires_grad]
     if world > 1:
