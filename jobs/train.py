@@ -37,6 +37,7 @@ CHECKPOINT_PREFIX = "checkpoint_"
 STATE_FILE = "train_state.pt"
 MODEL_FILE = "model.pth"
 METRICS_FILE = "metrics.jsonl"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"  # Ray Train V2 writes it next to the checkpoints
 
 
 @dataclass(frozen=True)
@@ -189,10 +190,18 @@ def data_digest(cfg: TrainConfig) -> str:
 
 
 def latest_checkpoint_step(output: str) -> int:
-    """Step of the newest complete checkpoint under ``OUTPUT/train`` (0 if none)."""
+    """Step of the checkpoint a rerun resumes from (0 if none): the latest one Ray Train registered
+    (its checkpoint manager's snapshot, what ``ray.train.get_checkpoint`` returns), else the newest
+    complete checkpoint folder under ``OUTPUT/train``."""
     fs, root = url_to_fs(join(output, RUN_DIR))
     if not with_retries(lambda: fs.exists(root), f"stat {root}"):
         return 0
+    snapshot = root.rstrip("/") + "/" + SNAPSHOT_FILE
+    try:  # Ray-internal format: fall back to the folders if it changes
+        latest = json.loads(fs.cat_file(snapshot))["latest_checkpoint_result"]["checkpoint_dir_name"]
+        return int(latest.removeprefix(CHECKPOINT_PREFIX))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
     steps = [0]
     for path in with_retries(lambda: fs.glob(root.rstrip("/") + f"/{CHECKPOINT_PREFIX}*/{STATE_FILE}"), "list"):
         match = re.search(rf"{CHECKPOINT_PREFIX}(\d+)", path)
