@@ -47,6 +47,7 @@ from jobs.cli_export import export_app
 from jobs.cli_pseudo import pseudo_label
 from jobs.cli_render import render
 from jobs.cli_synth import synth
+from jobs.cli_train import train
 from jobs.config import ConfigError, InferConfig, check_tracking
 
 app = typer.Typer(
@@ -69,6 +70,7 @@ app.command()(synth)
 app.command()(demo)
 app.command("pseudo-label")(pseudo_label)
 app.command()(render)
+app.command()(train)
 
 
 @app.callback()

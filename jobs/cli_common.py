@@ -176,6 +176,10 @@ def run_job(kind: str, config: Any) -> int:
         from jobs.cli_synth import run_synth_and_report
 
         return run_synth_and_report(config)
+    if kind == "train":
+        from jobs.cli_train import run_train_and_report
+
+        return run_train_and_report(config)
     if kind == "export-mot":
         from eval.tracking_job import export_mot
 

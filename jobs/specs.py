@@ -39,6 +39,7 @@ from jobs.pseudo_label import PseudoLabelConfig
 from jobs.render import RenderConfig
 from jobs.synth import SynthConfig
 from jobs.track import TrackJob
+from jobs.train import TrainConfig
 from pipelines.export import ExportJob
 
 
@@ -66,7 +67,7 @@ class EvalSpec:
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
                           "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
                           "track": TrackJob, "synth": SynthConfig, "pseudo-label": PseudoLabelConfig,
-                          "render": RenderConfig}
+                          "render": RenderConfig, "train": TrainConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:

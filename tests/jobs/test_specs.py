@@ -62,7 +62,7 @@ def test_missing_and_foreign_keys():
     with pytest.raises(SpecError, match="infer.output: missing required key"):
         parse_spec(data)
     with pytest.raises(SpecError, match="kind: expected one of"):
-        parse_spec({"kind": "train"})
+        parse_spec({"kind": "fly"})
     with pytest.raises(SpecError, match="eval: unknown key"):
         parse_spec({**infer_spec(), "eval": {}})
 
