@@ -178,10 +178,10 @@ def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | 
 
     cfg.validate()
     start = time.perf_counter()
+    for uri in motion_files(cfg.motions):
+        load_motion(uri)  # fail early (MotionFileError: exit 2) naming a bad motion file, not in a Ray worker
     body = load_body_model_set(cfg.body_models, for_bev=True)  # fail early, naming a bad body-model file
     spec = build_spec(cfg, body.name)
-    for uri in spec.motions:
-        load_motion(uri)  # fail early (MotionFileError, exit 2), naming a bad motion file, not in a Ray worker
     prepare_output(cfg.output, job_identity(cfg, spec), cfg.overwrite)
     committed = {os.path.basename(f.replace("\\", "/")) for f in list_files(join(cfg.output, "labels"), ".parquet")}
     todo = plan_units(cfg.scenes, cfg.scenes_per_unit, committed)

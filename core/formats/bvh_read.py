@@ -133,7 +133,7 @@ def smpl_key(name: str) -> str:
 
 def _smpl_joints(joints: list[BvhJoint], name: str) -> list[int]:
     """(24,) index of each SMPL joint in ``joints``, each SMPL parent an ancestor of its child."""
-    index = {}
+    index: dict[str, int] = {}
     for k, joint in enumerate(joints):
         index.setdefault(smpl_key(joint.name), k)
     missing = [n for n in SMPL_KINEMATIC_NAMES if smpl_key(n) not in index]

@@ -105,6 +105,7 @@ def load_motion(uri: str) -> np.ndarray:
     ``.npz`` (array ``poses``) or a ``.bvh`` on SMPL's joint names (core/formats/bvh_read.py: rotations
     only, rest pose SMPL's T-pose orientation). Raises MotionFileError naming the file."""
     import io
+    import zipfile
 
     from core.formats.bvh_read import smpl_motion_from_bvh
     from core.formats.motion import MotionFileError
@@ -113,10 +114,14 @@ def load_motion(uri: str) -> np.ndarray:
         return smpl_motion_from_bvh(read_bytes(uri).decode("utf-8", errors="replace"), uri).poses
     if not uri.lower().endswith(".npz"):
         raise MotionFileError(f"{uri}: motion files are .npz (AMASS-style) or .bvh")
-    with np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False) as data:
-        if "poses" not in data:
-            raise MotionFileError(f"{uri}: motion file lacks the 'poses' array (T, >= 66 axis-angle)")
-        poses = np.asarray(data["poses"], np.float64)
+    data = read_bytes(uri)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            poses = np.asarray(arrays["poses"], np.float64) if "poses" in arrays else None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise MotionFileError(f"{uri}: not a readable npz file ({err})") from None
+    if poses is None:
+        raise MotionFileError(f"{uri}: motion file lacks the 'poses' array (T, >= 66 axis-angle)")
     if poses.ndim != 2 or poses.shape[1] < 66 or len(poses) == 0 or not np.isfinite(poses).all():
         raise MotionFileError(f"{uri}: 'poses' must be a finite (T, >= 66) array, got {poses.shape}")
     return poses

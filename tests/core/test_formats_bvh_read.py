@@ -4,9 +4,9 @@ channel orders and joint names, bvhio's independent parse, and skeletons that ca
 from __future__ import annotations
 
 import bvhio
-from pyglm import glm
 import numpy as np
 import pytest
+from pyglm import glm
 from scipy.spatial.transform import Rotation
 
 from core.formats.bvh import bvh_bytes
