@@ -36,10 +36,11 @@ def fail(err: Exception | str, code: int = 1) -> NoReturn:
 
 
 def input_error_code(err: Exception) -> int:
-    """2 when ``err`` says an input is wrong (a checkpoint, body-model, benchmark, ground-truth or
-    registry file, an input list, a setting, a path that does not exist, an output holding another
-    job), 1 otherwise (the job itself failed)."""
+    """2 when ``err`` says an input is wrong (a checkpoint, body-model, benchmark, ground-truth,
+    registry or motion file, an input list, a setting, a path that does not exist, an output holding
+    another job), 1 otherwise (the job itself failed)."""
     from core.checkpoints import CheckpointError
+    from core.formats.motion import MotionFileError
     from core.smpl_pickle import BodyModelFileError, UnsafePickleError
     from eval.common import EvalError
     from eval.leaderboard import RegistryError
@@ -51,7 +52,7 @@ def input_error_code(err: Exception) -> int:
 
     inputs = (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, ConfigError, JobMismatchError,
               EvalError, RegistryError, MotFormatError, TrackingError, SpecError, FileNotFoundError,
-              NotADirectoryError)
+              NotADirectoryError, MotionFileError)
     return USAGE_ERROR if isinstance(err, inputs) else 1
 
 

@@ -69,8 +69,9 @@ def synth(
     backgrounds: Annotated[str | None, typer.Option(help="Folder of images used as backgrounds (with procedural ones).")
                            ] = None,
     motions: Annotated[list[str] | None, typer.Option(
-        help="AMASS-style .npz motion files or folders (array 'poses', T x >= 66 axis-angle); repeatable. "
-             "Yours to obtain: meshfleet never downloads them.")] = None,
+        help="Motion files or folders of them, repeatable: AMASS-style .npz (array 'poses', T x >= 66 "
+             "axis-angle) or .bvh on SMPL's 24 joint names (as `meshfleet export bvh` writes; rotations only, "
+             "rest pose SMPL's T-pose). Yours to obtain: meshfleet never downloads them.")] = None,
     body_models: Annotated[str, typer.Option(
         "--body-models", help="'open' (the shipped open set) or a folder of SMPL-format files.")] = "open",
     scenes_per_unit: Annotated[int, typer.Option(help="Scenes per work unit (one labels file each).")] = 16,

@@ -21,10 +21,11 @@ from pipelines.body_model_sets import OPEN as OPEN_SET
 from pipelines.body_model_sets import is_open, load_body_model_set
 from pipelines.jobstate import prepare_output
 from pipelines.storage import is_local, join, list_files, localize, normalise, read_bytes, write_bytes_atomic
-from pipelines.synth.generator import SceneUnit, SynthSpec, UnitStats, plan_units
+from pipelines.synth.generator import SceneUnit, SynthSpec, UnitStats, load_motion, plan_units
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MOTION_SUFFIXES = (".npz", ".bvh")  # AMASS-style poses, BVH on SMPL's joint names
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class SynthConfig:
     """``meshfleet synth``: ``scenes`` scenes drawn with ``seed`` under ``output`` (URI).
 
     body_models: ``open`` (the shipped open set) or a folder of SMPL-format files; backgrounds: a
-    folder of images to use as backgrounds; motions: AMASS-style ``.npz`` files or folders of them
-    (``poses`` (T, >= 66) axis-angle), never downloaded by meshfleet; scenes_per_unit: scenes per work
+    folder of images to use as backgrounds; motions: AMASS-style ``.npz`` files
+    (``poses`` (T, >= 66) axis-angle), ``.bvh`` files on SMPL's joint names, or folders of them, never
+    downloaded by meshfleet; scenes_per_unit: scenes per work
     unit (one labels file each); workers: Ray actors (default: one per CPU); contact_sheet: how many of
     the first scenes the contact sheet shows.
     """
@@ -96,9 +98,13 @@ def background_files(folder: str) -> tuple[str, ...]:
 
 
 def motion_files(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """The motion files named, folders replaced by the ``.npz`` and ``.bvh`` files under them (sorted)."""
     found: list[str] = []
     for path in paths:
-        found.extend([path] if path.endswith(".npz") else list_files(path, ".npz"))
+        if path.lower().endswith(MOTION_SUFFIXES):
+            found.append(path)
+        else:
+            found.extend(f for f in list_files(path, "") if f.lower().endswith(MOTION_SUFFIXES))
     return tuple(found)
 
 
@@ -172,6 +178,8 @@ def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | 
 
     cfg.validate()
     start = time.perf_counter()
+    for uri in motion_files(cfg.motions):
+        load_motion(uri)  # fail early (MotionFileError: exit 2) naming a bad motion file, not in a Ray worker
     body = load_body_model_set(cfg.body_models, for_bev=True)  # fail early, naming a bad body-model file
     spec = build_spec(cfg, body.name)
     prepare_output(cfg.output, job_identity(cfg, spec), cfg.overwrite)

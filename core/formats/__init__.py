@@ -2,5 +2,6 @@
 
 ``skeleton`` holds the skeleton description they share and ``motion`` turns a track's SMPL
 parameters (camera frame, as stored in the results) into the world-frame motion they write;
-``gltf`` (binary .glb), ``bvh`` and ``amass`` (SMPL npz) are the writers themselves.
+``gltf`` (binary .glb), ``bvh`` and ``amass`` (SMPL npz) are the writers themselves; ``bvh_read``
+reads a BVH motion back onto SMPL's 24 joints (text in, poses out), for ``synth --motions``.
 """

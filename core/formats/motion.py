@@ -24,6 +24,10 @@ from core.rotations import axis_angle_to_quaternion, quaternion_to_axis_angle, r
 CAMERA_TO_WORLD = np.diag([1.0, -1.0, -1.0])
 
 
+class MotionFileError(ValueError):
+    """A user's motion file (AMASS-style npz, BVH) that meshfleet cannot read; the message names it."""
+
+
 @dataclass(frozen=True)
 class WorldMotion:
     """T frames of one body in the world frame.

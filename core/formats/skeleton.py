@@ -17,6 +17,9 @@ SMPL_KINEMATIC_NAMES = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand",
     "right_hand",
 )
+# parent of each of SMPL's 24 joints (-1: the root): row 0 of SMPL's ``kintree_table`` (smplx; the shipped
+# open model's ``parents`` are the same, a test checks it)
+SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 # leaf joint -> index in the 71-joint set of the point that ends its bone (see core.body_models.JOINT_NAMES)
 SMPL_END_SITES = {10: 29, 11: 32, 15: 48, 22: 37, 23: 42}  # L_BigToe, R_BigToe, Head_top, L/R middle tips
 

@@ -101,15 +101,29 @@ def load_body_models(spec: SynthSpec) -> BodyModelSet:
 
 
 def load_motion(uri: str) -> np.ndarray:
-    """An AMASS-style motion file: npz with ``poses`` (T, >= 66) axis-angle (SMPL / SMPL-H order)."""
+    """A user's motion file -> its poses (T, >= 66) axis-angle (SMPL / SMPL-H order): an AMASS-style
+    ``.npz`` (array ``poses``) or a ``.bvh`` on SMPL's joint names (core/formats/bvh_read.py: rotations
+    only, rest pose SMPL's T-pose orientation). Raises MotionFileError naming the file."""
     import io
+    import zipfile
 
-    with np.load(io.BytesIO(read_bytes(uri)), allow_pickle=False) as data:
-        if "poses" not in data:
-            raise ValueError(f"{uri}: motion file lacks the 'poses' array (T, >= 66 axis-angle)")
-        poses = np.asarray(data["poses"], np.float64)
+    from core.formats.bvh_read import smpl_motion_from_bvh
+    from core.formats.motion import MotionFileError
+
+    if uri.lower().endswith(".bvh"):
+        return smpl_motion_from_bvh(read_bytes(uri).decode("utf-8", errors="replace"), uri).poses
+    if not uri.lower().endswith(".npz"):
+        raise MotionFileError(f"{uri}: motion files are .npz (AMASS-style) or .bvh")
+    data = read_bytes(uri)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            poses = np.asarray(arrays["poses"], np.float64) if "poses" in arrays else None
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise MotionFileError(f"{uri}: not a readable npz file ({err})") from None
+    if poses is None:
+        raise MotionFileError(f"{uri}: motion file lacks the 'poses' array (T, >= 66 axis-angle)")
     if poses.ndim != 2 or poses.shape[1] < 66 or len(poses) == 0 or not np.isfinite(poses).all():
-        raise ValueError(f"{uri}: 'poses' must be a finite (T, >= 66) array, got {poses.shape}")
+        raise MotionFileError(f"{uri}: 'poses' must be a finite (T, >= 66) array, got {poses.shape}")
     return poses
 
 

@@ -59,3 +59,31 @@ def test_a_bad_motion_file_is_named(tmp_path):
     np.savez(tmp_path / "bad.npz", trans=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="bad.npz.*poses"):
         load_motion(str(tmp_path / "bad.npz"))
+
+
+def test_a_bvh_motion_loads_as_its_npz_twin(tmp_path):
+    from core.formats.bvh import bvh_bytes
+    from core.formats.motion import euler_zxy_degrees, rotation_matrices
+    from core.formats.skeleton import SMPL_KINEMATIC_NAMES, SMPL_PARENTS, Skeleton
+
+    rng = np.random.default_rng(4)
+    poses = rng.normal(0.0, 0.5, (6, 72))
+    np.savez(tmp_path / "clip.npz", poses=poses)
+    rest = np.cumsum(rng.normal(0.0, 0.1, (24, 3)), axis=0)
+    skeleton = Skeleton(SMPL_KINEMATIC_NAMES, np.asarray(SMPL_PARENTS), rest, rest + 0.05)
+    (tmp_path / "clip.bvh").write_bytes(
+        bvh_bytes(skeleton, euler_zxy_degrees(rotation_matrices(poses)), np.zeros((6, 3)), 1 / 30))
+    from_bvh, from_npz = load_motion(str(tmp_path / "clip.bvh")), load_motion(str(tmp_path / "clip.npz"))
+    assert from_bvh.shape == from_npz.shape == (6, 72)
+    assert np.abs(rotation_matrices(from_bvh) - rotation_matrices(from_npz)).max() < 1e-5  # writer: 1e-6 deg
+
+
+def test_a_motion_file_that_is_not_one_is_named(tmp_path):
+    from core.formats.motion import MotionFileError
+
+    (tmp_path / "clip.npz").write_text("HIERARCHY")
+    (tmp_path / "clip.fbx").write_text("")
+    with pytest.raises(MotionFileError, match=r"clip\.npz: not a readable npz"):
+        load_motion(str(tmp_path / "clip.npz"))
+    with pytest.raises(MotionFileError, match=r"clip\.fbx: motion files are \.npz"):
+        load_motion(str(tmp_path / "clip.fbx"))
