@@ -34,7 +34,12 @@ def run_leaderboard(job: LeaderboardJob) -> list[Table]:
         return [(name, fetch_artifact(best.run_id, name, job.tracking_uri))
                 for name in best.artifacts if name.endswith(".png")]
 
-    job.output.mkdir(parents=True, exist_ok=True)
-    (job.output / "leaderboard.md").write_text(to_markdown(tables, job.run_url))
-    (job.output / "index.html").write_text(to_html(tables, job.run_url, charts))
+    from pipelines.jobstate import claim_output
+    from pipelines.storage import write_bytes_atomic
+
+    pages = {"leaderboard.md": to_markdown(tables, job.run_url), "index.html": to_html(tables, job.run_url, charts)}
+    ledger = claim_output(str(job.output), "leaderboard", {}, on_existing="replace")  # never a folder of others
+    ledger.declare(units={name: {} for name in pages})
+    for name, text in pages.items():
+        write_bytes_atomic(str(job.output / name), text.encode())
     return tables

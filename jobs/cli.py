@@ -101,7 +101,8 @@ def infer(
         "--root-align", help="ROMP: centre joints on the hip midpoint (official --root_align).")] = False,
     gender: Annotated[str, typer.Option(help="SMPL model: neutral, male or female.")] = "neutral",
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Start over: delete what --output holds. Without it, a rerun resumes.")] = False,
+        "--overwrite", help="Start over: delete meshfleet's own files in --output (never other files). "
+                            "Without it, a rerun resumes and adds new inputs.")] = False,
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to attach to (ray://head:10001, head:6379 or auto). Default: embedded local Ray.")] = None,
     actors: Annotated[int | None, typer.Option(
@@ -175,10 +176,11 @@ def demo(
         output=str(workdir / f"results-{model}"), settings=PredictorSettings(device=device), overwrite=True,
     ).validate()
     run_infer_and_report(cfg)
-    import pandas as pd
+    from pipelines.results import read_results
 
-    table = pd.read_parquet(cfg.output)
-    typer.echo(table[["source", "frame", "person", "center_conf", "image_height", "image_width"]].head(8).to_string())
+    table = read_results(cfg.output, ["source", "frame", "person", "center_conf", "image_height", "image_width"],
+                         pandas=True)
+    typer.echo(table.head(8).to_string())
 
 
 @app.command("track")
@@ -190,7 +192,9 @@ def track_command(
     det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
     low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
     track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --output holds.")] = False,
+    fps: Annotated[float, typer.Option(help="Frame rate assumed for videos whose rows have no timestamps.")] = 30.0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace meshfleet's files in --output (other files are left alone).")] = False,
     spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -198,7 +202,7 @@ def track_command(
     """Track people through the videos of an existing results dataset, without re-running the network."""
     setup_logging(verbose)
     values = dict(locals())
-    paths = {"results": "results", "output": "output", "overwrite": "overwrite",
+    paths = {"results": "results", "output": "output", "overwrite": "overwrite", "fps": "fps",
              **{k: f"settings.{v}" for k, v in TRACK_PATHS.items()}}
     if not 0 <= low_thresh <= det_thresh:
         fail("tracker thresholds must satisfy 0 <= low <= det", 2)

@@ -115,20 +115,25 @@ def run_job(kind: str, config: Any) -> int:
         return run_infer_and_report(config)
     if kind == "track":
         from jobs.track import TrackingError, track_dataset
+        from pipelines.jobstate import JobMismatchError, OutputOverlapError
+        from pipelines.results import ResultsSchemaError
 
         try:
-            summary = track_dataset(config.results, config.output, config.settings, config.overwrite)
-        except (TrackingError, ValueError, FileNotFoundError) as err:
+            summary = track_dataset(config.results, config.output, config.settings, config.overwrite, config.fps)
+        except (OutputOverlapError, ResultsSchemaError) as err:
+            fail(err, 2)
+        except (TrackingError, JobMismatchError, ValueError, FileNotFoundError) as err:
             fail(err)
         typer.echo(summary.line() + f"\nresults: {config.output}")
         return 0
     if kind == "leaderboard":
         from eval.leaderboard import RegistryError
         from eval.leaderboard_job import run_leaderboard
+        from pipelines.jobstate import JobMismatchError
 
         try:
             tables = run_leaderboard(config)
-        except (RegistryError, OSError) as err:
+        except (RegistryError, OSError, JobMismatchError) as err:
             fail(err)
         runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
         typer.echo(f"{len(tables)} tables, {runs} runs -> {config.output / 'leaderboard.md'}, "
@@ -140,10 +145,14 @@ def run_job(kind: str, config: Any) -> int:
         return run_tracking_eval_and_report(config)
     if kind == "export-mot":
         from eval.tracking_job import export_mot
+        from pipelines.jobstate import JobMismatchError, OutputOverlapError
+        from pipelines.results import ResultsSchemaError
 
         try:
             written = export_mot(config)
-        except (FileNotFoundError, ValueError, OSError) as err:
+        except (OutputOverlapError, ResultsSchemaError) as err:
+            fail(err, 2)
+        except (FileNotFoundError, ValueError, OSError, JobMismatchError) as err:
             fail(err)
         typer.echo(f"{len(written)} sequences written to {config.output}")
         return 0
@@ -157,7 +166,7 @@ def run_infer_and_report(cfg: Any) -> int:
     from core.smpl_pickle import BodyModelFileError
     from jobs.config import ConfigError
     from jobs.infer import RunSummary, run_infer
-    from pipelines.jobstate import JobMismatchError
+    from pipelines.jobstate import JobMismatchError, OutputOverlapError
     from pipelines.readers import InputError
 
     bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
@@ -169,6 +178,9 @@ def run_infer_and_report(cfg: Any) -> int:
 
     try:
         summary = run_infer(cfg, progress)
+    except OutputOverlapError as err:
+        bar.close()
+        fail(err, 2)
     except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError) as err:
         bar.close()
         fail(err)
@@ -205,9 +217,12 @@ def run_eval_and_report(spec: Any) -> int:
 def run_tracking_eval_and_report(job: Any) -> int:
     from eval.mot_format import MotFormatError
     from eval.tracking_job import run_tracking_eval
+    from pipelines.results import ResultsSchemaError
 
     try:
         _, report = run_tracking_eval(job)
+    except ResultsSchemaError as err:
+        fail(err, 2)
     except (MotFormatError, FileNotFoundError, ValueError) as err:
         fail(err)
     o = report.overall

@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from core.settings import MODELS, PredictorSettings
+from pipelines.jobstate import OutputOverlapError, check_overlap
 from pipelines.ray_job import Resources
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
@@ -56,6 +57,10 @@ class InferConfig:
             raise ConfigError(f"gender: must be neutral, male or female, not {self.gender!r}")
         if is_local(self.output) and os.path.exists(self.output) and not os.path.isdir(self.output):
             raise ConfigError(f"output: {self.output} exists and is not a directory")
+        try:
+            check_overlap(self.output, self.inputs)
+        except OutputOverlapError as err:
+            raise ConfigError(str(err)) from err
         if self.images_per_unit < 1 or self.frames_per_chunk < 1:
             raise ConfigError("images_per_unit / frames_per_chunk: must be >= 1")
         r = self.resources

@@ -1,6 +1,8 @@
-"""``meshfleet infer``: plan the units, claim the output, run the Ray pipeline, summarise.
+"""``meshfleet infer``: claim the output, plan the run, run the Ray pipeline, summarise.
 
-Runs on an embedded local Ray instance by default, or on the cluster at ``--address``.
+Runs on an embedded local Ray instance by default, or on the cluster at ``--address``. A rerun
+grows the job: only inputs that are new or changed are planned (see :func:`pipelines.units.plan_run`),
+units left unfinished are finished, and the job file records the run.
 """
 
 from __future__ import annotations
@@ -10,29 +12,33 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
 from core.checkpoints import file_sha256
 from jobs.config import InferConfig
-from jobs.track import TrackSummary, settings_identity, track_in_place
-from pipelines.jobstate import prepare_output
+from jobs.track import TrackSummary, marker_name, settings_identity, track_in_place
+from pipelines.jobstate import Ledger, check_overlap, claim_output, now
 from pipelines.ray_job import ModelSpec, run_ray_pipeline
 from pipelines.readers import expand_inputs
 from pipelines.schema import CAMERA_CONVENTION, results_schema, with_metadata
-from pipelines.stages import UnitStats, run_sequential
+from pipelines.stages import UnitStats, run_sequential, trim_unit
 from pipelines.storage import localize
-from pipelines.units import plan_digest, plan_units
+from pipelines.units import RunPlan, WorkUnit, plan_run
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the job identity no longer holds the input list (incremental corpora)
+SHOWN_FAILURES = 10
 
 
 @dataclass
 class RunSummary:
     inputs: int = 0
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
     units: int = 0
     skipped_units: int = 0
     frames: int = 0
@@ -40,20 +46,34 @@ class RunSummary:
     errors: int = 0
     wall_s: float = 0.0
     tracking: TrackSummary | None = None
+    failed_units: list[tuple[str, str]] = field(default_factory=list)  # (unit, transient reason)
 
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def add(self, stats: UnitStats) -> None:
+        if stats.failed:
+            self.failed_units.append((stats.name, stats.failed))
+            return
         self.frames += stats.frames
         self.persons += stats.persons
         self.errors += stats.errors
 
+    def inputs_line(self) -> str:
+        parts = [f"{self.added} new"] if self.added and self.added < self.inputs else []
+        parts += [f"{self.changed} changed: their units redone"] if self.changed else []
+        parts += [f"{self.removed} no longer given: their rows kept"] if self.removed else []
+        return f"inputs {self.inputs}" + (f" ({', '.join(parts)})" if parts else "")
+
     def line(self) -> str:
-        line = (f"inputs {self.inputs}  units {self.units} ({self.skipped_units} already done)  "
+        line = (f"{self.inputs_line()}  units {self.units} ({self.skipped_units} already done)  "
                 f"frames {self.frames}  persons {self.persons}  errors {self.errors}  "
                 f"wall {self.wall_s:.1f}s  {self.frames_per_s:.2f} frames/s")
+        if self.failed_units:
+            shown = "; ".join(f"{n}: {why}" for n, why in self.failed_units[:SHOWN_FAILURES])
+            line += (f"\n{len(self.failed_units)} units not committed after transient failures (rerun the same "
+                     f"command to retry them): {shown}")
         return line + (f"\ntracking: {self.tracking.line()}" if self.tracking else "")
 
 
@@ -85,14 +105,32 @@ def run_metadata(cfg: InferConfig, checkpoint_sha256: str) -> dict:
     }
 
 
-def job_identity(metadata: dict, cfg: InferConfig, digest: str) -> dict:
-    """The keys that must match for a rerun to continue an existing output."""
+def job_identity(metadata: dict, cfg: InferConfig) -> dict:
+    """What determines the rows -- the keys that must match for a rerun to continue an output.
+    Not the inputs: a rerun with more inputs grows the job."""
     keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
             "gender", "save_verts")
     tracking = settings_identity(cfg.track) if cfg.track else None
     return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
-            "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "plan": digest,
-            "tracking": tracking}
+            "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "tracking": tracking}
+
+
+def plan_into(ledger: Ledger, items: list, cfg: InferConfig) -> RunPlan:
+    """Plan this run against the output's ledger and record it there before any unit runs: stale
+    units deleted, new units and input fingerprints declared, tracking marks of re-run videos dropped."""
+    plan = plan_run(items, ledger.units, ledger.inputs, ledger.committed(), cfg.images_per_unit, cfg.frames_per_chunk)
+    ledger.forget(plan.stale)
+    trimmed = {name: trim_unit(cfg.output, WorkUnit.from_dict(ledger.units[name]), set(drop)).as_dict()
+               for name, drop in plan.trim.items()}
+    ledger.declare(units={**trimmed, **{u.name: u.as_dict() for u in plan.new}}, inputs=plan.fingerprints)
+    ledger.remove_files({marker_name(u.uris[0]) for u in plan.todo if u.kind == "video"})
+    ledger.record_run({"started": now(), "inputs": len(items), "inputs_added": len(plan.added),
+                       "inputs_changed": len(plan.changed), "inputs_removed": len(plan.removed),
+                       "units_planned": len(plan.todo)})
+    if plan.changed:
+        log.warning("%d inputs changed since the last run; their units are redone (e.g. %s)", len(plan.changed),
+                    plan.changed[0])
+    return plan
 
 
 def ensure_ray(address: str | None) -> bool:
@@ -124,20 +162,23 @@ def ensure_ray(address: str | None) -> bool:
 
 
 def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | None = None) -> RunSummary:
-    """Run (or resume) the inference job ``cfg``; ``progress(summary, total_frames)`` per unit."""
+    """Run (or resume, or grow) the inference job ``cfg``; ``progress(summary, total_frames)`` per unit."""
     cfg.validate()
     start = time.perf_counter()
-    spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings)
+    digest = file_sha256(localize(cfg.checkpoint))
+    spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings, digest)
     predictor = spec.build()  # fail early, naming a bad checkpoint or body-model file
     items = expand_inputs(cfg.inputs)
-    units = plan_units(items, cfg.images_per_unit, cfg.frames_per_chunk)
-    digest = file_sha256(localize(cfg.checkpoint))
+    check_overlap(cfg.output, [item.uri for item in items])  # manifest entries too
     metadata = run_metadata(cfg, digest)
     schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
                                           with_age=cfg.model == "bev", with_tracking=cfg.track is not None), metadata)
-    committed = prepare_output(cfg.output, job_identity(metadata, cfg, plan_digest(units)), cfg.overwrite)
-    todo = [u for u in units if u.name not in committed]
-    summary = RunSummary(inputs=len(items), units=len(units), skipped_units=len(units) - len(todo))
+    ledger = claim_output(cfg.output, "infer", job_identity(metadata, cfg), cfg.overwrite)
+    plan = plan_into(ledger, items, cfg)
+    todo = plan.todo
+    summary = RunSummary(inputs=len(items), added=len(plan.added), changed=len(plan.changed),
+                         removed=len(plan.removed), units=len(ledger.units),
+                         skipped_units=len(ledger.units) - len(todo))
     total = sum(u.frames for u in todo)
     log.info("%d units to run (%d already committed), %d frames", len(todo), summary.skipped_units, total)
 
@@ -147,20 +188,26 @@ def run_infer(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | No
         if progress:
             progress(summary, total)
 
-    if todo and cfg.use_ray:
-        del predictor  # the actors load their own
-        started = ensure_ray(cfg.address)
-        try:
-            run_ray_pipeline(todo, spec, schema, cfg.output, cfg.resources, on_unit)
-        finally:
-            if started:
-                import ray
+    status = "failed"
+    try:
+        if todo and cfg.use_ray:
+            del predictor  # the actors load their own
+            started = ensure_ray(cfg.address)
+            try:
+                run_ray_pipeline(todo, spec, schema, cfg.output, cfg.resources, on_unit)
+            finally:
+                if started:
+                    import ray
 
-                ray.shutdown()
-    elif todo:
-        run_sequential(todo, predictor, schema, cfg.output, on_unit)
-    if cfg.track is not None:
-        summary.tracking = track_in_place(cfg.output, cfg.track)
+                    ray.shutdown()
+        elif todo:
+            run_sequential(todo, predictor, schema, cfg.output, on_unit)
+        if cfg.track is not None:
+            summary.tracking = track_in_place(ledger, cfg.track)
+        status = "completed"
+    finally:
+        done = len(todo) - len(summary.failed_units)
+        ledger.record_run({"finished": now(), "status": status, "units_done": done if status == "completed" else None,
+                           "units_failed": [n for n, _ in summary.failed_units]})
     summary.wall_s = time.perf_counter() - start
     return summary
-

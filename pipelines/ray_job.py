@@ -21,11 +21,12 @@ from typing import Any
 import pyarrow as pa
 
 from core.body_models import BodyModelSet
+from core.checkpoints import CheckpointError, file_sha256
 from core.models import load_network
 from core.predictor import ImagePreparer, Predictor
 from core.settings import PredictorSettings
 from pipelines.stages import UnitStats, commit_unit, decode_unit, predict_unit
-from pipelines.storage import localize
+from pipelines.storage import TransientError, localize
 from pipelines.units import WorkUnit
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What an inference actor loads: paths or URIs of the model files, and predictor settings."""
+    """What an inference actor loads: paths or URIs of the model files, and predictor settings.
+    ``checkpoint_sha256``: the digest the job recorded; a worker refuses weights that differ."""
 
     model: str
     checkpoint: str
     body_models: str
     gender: str
     settings: PredictorSettings
+    checkpoint_sha256: str | None = None
 
     def build(self) -> Predictor:
         """Load the model files (downloading remote ones to a local cache) into a Predictor."""
         body_dir = localize(self.body_models, directory=True)
         body_models = BodyModelSet.from_dir(body_dir, self.gender, for_bev=self.model == "bev")
-        network, _ = load_network(self.model, localize(self.checkpoint))
+        path = localize(self.checkpoint)
+        if self.checkpoint_sha256 and (found := file_sha256(path)) != self.checkpoint_sha256:
+            raise CheckpointError(f"{self.checkpoint}: sha256 {found[:12]}... differs from the job's "
+                                  f"{self.checkpoint_sha256[:12]}... (the file changed during the job?); refusing it")
+        network, _ = load_network(self.model, path)
         return Predictor(network, body_models, self.settings)
 
 
@@ -62,7 +69,10 @@ class Resources:
 
 def _decode_row(row: dict[str, Any], preparer: ImagePreparer) -> dict[str, Any]:
     unit = WorkUnit.from_json(row["unit"])
-    return {"unit": row["unit"], "decoded": pickle.dumps(decode_unit(unit, preparer), protocol=5)}
+    try:
+        return {"unit": row["unit"], "decoded": pickle.dumps(decode_unit(unit, preparer), protocol=5), "failed": ""}
+    except TransientError as err:  # left uncommitted, reported; the rerun retries it
+        return {"unit": row["unit"], "decoded": b"", "failed": str(err)}
 
 
 class InferenceActor:
@@ -78,15 +88,22 @@ class InferenceActor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         tables = []
-        for blob in batch["decoded"]:
+        for blob, failed in zip(batch["decoded"], batch["failed"], strict=True):
+            if failed:
+                tables.append(b"")
+                continue
             decoded = pickle.loads(blob)
             tables.append(pickle.dumps(predict_unit(decoded, self.predictor, self.schema), protocol=5))
-        return {"unit": list(batch["unit"]), "table": tables}
+        return {"unit": list(batch["unit"]), "table": tables, "failed": list(batch["failed"])}
 
 
 def _commit_row(row: dict[str, Any], output: str) -> dict[str, Any]:
-    stats = commit_unit(pickle.loads(row["table"]), output, WorkUnit.from_json(row["unit"]))
-    return {"name": stats.name, "frames": stats.frames, "persons": stats.persons, "errors": stats.errors}
+    unit = WorkUnit.from_json(row["unit"])
+    if row["failed"]:
+        return {"name": unit.name, "frames": 0, "persons": 0, "errors": 0, "failed": row["failed"]}
+    stats = commit_unit(pickle.loads(row["table"]), output, unit)
+    return {"name": stats.name, "frames": stats.frames, "persons": stats.persons, "errors": stats.errors,
+            "failed": ""}
 
 
 def cluster_gpus() -> float:
@@ -133,7 +150,8 @@ def run_ray_pipeline(
 
 def _collect(rows: Iterable[dict[str, Any]], on_unit: Callable[[UnitStats], None] | None) -> Iterator[UnitStats]:
     for row in rows:
-        stats = UnitStats(row["name"], int(row["frames"]), int(row["persons"]), int(row["errors"]))
+        stats = UnitStats(row["name"], int(row["frames"]), int(row["persons"]), int(row["errors"]),
+                          row["failed"] or None)
         if on_unit:
             on_unit(stats)
         yield stats

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -175,12 +176,20 @@ def read_metadata(schema: pa.Schema) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def column_array(table: pa.Table, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A fixed-size-list column (or flat lists of equal length) -> float32 array (N, *shape).
+def column_array(table: Any, name: str | None = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An array column -> float32 array (N, *shape).
 
-    ``shape`` is needed only for flat lists; error rows (nulls) must be filtered out first.
+    ``table`` is an Arrow table or a pandas DataFrame (with ``name``), or one column on its own (an
+    Arrow array or a pandas Series, ``name`` None). Arrow fixed-size lists give their own shape;
+    flat lists of equal length need ``shape``. pandas cells may be numpy arrays (as
+    ``pipelines.results.read_results(..., pandas=True)`` and ``pandas.read_parquet`` give them) or
+    nested lists. Error rows (nulls) must be filtered out first.
     """
-    col = table.column(name).combine_chunks()
+    col = _column_of(table, name)
+    if not isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return _pandas_column_array(col, name, shape)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     if col.null_count:
         raise ValueError(f"column {name!r} has {col.null_count} null rows; drop error rows first")
     sizes = []
@@ -193,3 +202,29 @@ def column_array(table: pa.Table, name: str, shape: tuple[int, ...] | None = Non
     if shape is None:
         shape = tuple(sizes) if pa.types.is_fixed_size_list(col.type) else (-1,)
     return flat.reshape(len(col), *shape)
+
+
+def _column_of(table: Any, name: str | None) -> Any:
+    if name is None:
+        return table
+    if isinstance(table, pa.Table):
+        return table.column(name)
+    return table[name]  # a pandas DataFrame
+
+
+def _pandas_column_array(series: Any, name: str | None, shape: tuple[int, ...] | None) -> np.ndarray:
+    cells = list(series)
+    missing = sum(cell is None or (np.ndim(cell) == 0 and cell != cell) for cell in cells)
+    if missing:
+        raise ValueError(f"column {name!r} has {missing} null rows; drop error rows first")
+    if not cells:
+        return np.zeros((0, *(shape or ())), np.float32)
+    stacked = np.stack([_dense(cell) for cell in cells])
+    return stacked.reshape(len(cells), *shape) if shape is not None else stacked
+
+
+def _dense(cell: Any) -> np.ndarray:
+    """A cell (numpy array, possibly of arrays as pandas stores nested lists, or a list) -> float32."""
+    if isinstance(cell, np.ndarray) and cell.dtype != object:
+        return cell.astype(np.float32, copy=False)
+    return np.array([_dense(c) for c in cell] if len(cell) and np.ndim(cell[0]) else list(cell), np.float32)

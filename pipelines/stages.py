@@ -6,6 +6,10 @@
 
 The Ray pipeline runs them as streaming stages; :func:`run_sequential` runs them in a loop (used
 for debugging with ``--no-ray`` and by tests). They can be called without Ray.
+
+A unit whose reading fails transiently (network, throttling: :class:`TransientError` after the
+retries) is not committed: the run reports it and a rerun retries it. Permanent failures (not
+found, access denied, corrupt, unsupported) become error rows.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pyarrow.parquet as pq
 from core.predictor import ImagePreparer, Predictor, PreparedBatch, PreparedImage
 from pipelines.readers import InputError, iter_video_frames, read_image
 from pipelines.schema import FrameRef, error_table, predictions_table
-from pipelines.storage import join, write_bytes_atomic
+from pipelines.storage import TransientError, join, read_parquet, write_bytes_atomic
 from pipelines.units import WorkUnit
 
 IMAGE_READ_THREADS = 8
@@ -39,10 +43,13 @@ class DecodedUnit:
 
 @dataclass(frozen=True)
 class UnitStats:
+    """What committing a unit did; ``failed``: why it was left uncommitted (a transient failure)."""
+
     name: str
     frames: int
     persons: int
     errors: int
+    failed: str | None = None
 
 
 def _prepare_into(out: DecodedUnit, ref: FrameRef, image, preparer: ImagePreparer) -> None:
@@ -54,7 +61,8 @@ def _prepare_into(out: DecodedUnit, ref: FrameRef, image, preparer: ImagePrepare
 
 
 def decode_unit(unit: WorkUnit, preparer: ImagePreparer) -> DecodedUnit:
-    """Read and pre-process every frame of ``unit``; failures become error entries, never raise."""
+    """Read and pre-process every frame of ``unit``; permanent failures become error entries, a
+    transient one raises :class:`TransientError` (the unit is then not committed)."""
     out = DecodedUnit(unit)
     if unit.kind == "error":
         out.errors.append((FrameRef(unit.uris[0], 0, None), unit.error or f"{unit.uris[0]}: unreadable"))
@@ -114,13 +122,28 @@ def commit_unit(table: pa.Table, output: str, unit: WorkUnit) -> UnitStats:
     return UnitStats(unit.name, unit.frames, table.num_rows - len(errors), len(errors))
 
 
+def trim_unit(output: str, unit: WorkUnit, drop: set[str]) -> WorkUnit:
+    """Rewrite a committed unit file without the rows of the sources ``drop`` (atomically); returns
+    the unit as it now is (``drop`` removed from its inputs)."""
+    path = join(output, unit.name)
+    table = read_parquet(path)
+    keep = pa.array([s not in drop for s in table.column("source").to_pylist()], pa.bool_())
+    write_bytes_atomic(path, table_to_bytes(table.filter(keep)))
+    return WorkUnit(unit.kind, tuple(u for u in unit.uris if u not in drop), unit.start, unit.stop, unit.fps,
+                    unit.total_frames, unit.error)
+
+
 def run_sequential(units: list[WorkUnit], predictor: Predictor, schema: pa.Schema, output: str,
                    on_unit=None) -> list[UnitStats]:
     """All stages, one unit after the other, in this process."""
     stats = []
     for unit in units:
-        decoded = decode_unit(unit, predictor.prepare_image)
-        stats.append(commit_unit(predict_unit(decoded, predictor, schema), output, unit))
+        try:
+            decoded = decode_unit(unit, predictor.prepare_image)
+        except TransientError as err:
+            stats.append(UnitStats(unit.name, 0, 0, 0, failed=str(err)))
+        else:
+            stats.append(commit_unit(predict_unit(decoded, predictor, schema), output, unit))
         if on_unit:
             on_unit(stats[-1])
     return stats

@@ -164,8 +164,9 @@ def test_rerun_skips_everything_and_mismatch_is_refused(ray_local, corpus, check
     assert _read(local_run[1]).equals(before)
     with pytest.raises(JobMismatchError, match="different job.*center"):
         run_infer(_cfg([str(corpus)], local_run[1], checkpoints, body_model_dir, center_thresh=0.26))
-    with pytest.raises(JobMismatchError, match="plan"):
-        run_infer(_cfg([str(corpus / "a_wide.jpg")], local_run[1], checkpoints, body_model_dir))
+    fewer = run_infer(_cfg([str(corpus / "a_wide.jpg")], local_run[1], checkpoints, body_model_dir))
+    assert fewer.frames == 0 and fewer.removed == len(list(corpus.iterdir())) - 1  # not a different job
+    assert _read(local_run[1]).equals(before)  # the rows of inputs no longer given stay
 
 
 def test_killed_run_resumes_without_loss_or_duplicates(corpus, checkpoints, body_model_dir, tmp_path, local_run,
