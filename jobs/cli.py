@@ -31,7 +31,9 @@ from jobs.config import ConfigError, InferConfig
 
 app = typer.Typer(
     name="meshfleet",
-    help="Batch inference and evaluation for multi-person 3D human mesh recovery (ROMP / BEV).",
+    help="Batch inference and evaluation for multi-person 3D human mesh recovery (ROMP / BEV).\n\n"
+         "Exit codes: 0 success; 1 the job failed; 2 usage or input error; 3 the job finished but inputs "
+         "failed (the summary names them); 130 interrupted (rerun the same command to resume).",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -111,8 +113,9 @@ def infer(
     cpus_per_actor: Annotated[float, typer.Option(help="CPUs reserved per inference actor.")] = 1.0,
     chunk_frames: Annotated[int, typer.Option(help="Video frames per work unit (one results file each).")] = 128,
     images_per_unit: Annotated[int, typer.Option(help="Images per work unit (one results file each).")] = 32,
-    ray: Annotated[bool, typer.Option(
-        "--ray/--no-ray", help="--no-ray runs the same stages sequentially in this process (debugging).")] = True,
+    ray: Annotated[bool | None, typer.Option(
+        "--ray/--no-ray", help="--no-ray runs the same stages in this process. Default: Ray, except on a small "
+                               "machine without a GPU and without --address (it says so).")] = None,
     track: Annotated[bool, typer.Option(
         "--track/--no-track", help="After inference, track people through every video and smooth them.")] = False,
     smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
@@ -148,7 +151,7 @@ def infer(
         cfg.validate()
     except (ConfigError, ValueError) as err:
         fail(err, 2)
-    run_infer_and_report(cfg)
+    raise typer.Exit(run_infer_and_report(cfg))
 
 
 @app.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -160,33 +159,10 @@ def run_job(kind: str, config: Any) -> int:
 
 
 def run_infer_and_report(cfg: Any) -> int:
-    from tqdm import tqdm
+    """Progress, summary, failed inputs, interrupts and exit code: :mod:`jobs.infer_report`."""
+    from jobs.infer_report import run_infer_and_report as run_and_report
 
-    from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError
-    from jobs.config import ConfigError
-    from jobs.infer import RunSummary, run_infer
-    from pipelines.jobstate import JobMismatchError, OutputOverlapError
-    from pipelines.readers import InputError
-
-    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-
-    def progress(summary: RunSummary, total: int) -> None:
-        bar.total = total
-        bar.update(summary.frames - bar.n)
-        bar.set_postfix(persons=summary.persons, errors=summary.errors)
-
-    try:
-        summary = run_infer(cfg, progress)
-    except OutputOverlapError as err:
-        bar.close()
-        fail(err, 2)
-    except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError) as err:
-        bar.close()
-        fail(err)
-    bar.close()
-    typer.echo(summary.line() + f"\nresults: {cfg.output}")
-    return 0
+    return run_and_report(cfg)
 
 
 def run_eval_and_report(spec: Any) -> int:

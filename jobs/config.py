@@ -6,8 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from core.settings import MODELS, PredictorSettings
+from pipelines.inference import Resources
 from pipelines.jobstate import OutputOverlapError, check_overlap
-from pipelines.ray_job import Resources
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
 
@@ -21,7 +21,8 @@ class InferConfig:
     """``meshfleet infer``: inputs, model files, output, predictor settings and how to run.
 
     Paths are URIs (local paths or ``s3://...``). ``address`` None runs an embedded local Ray;
-    ``use_ray`` False runs the same stages sequentially in this process (debugging).
+    ``use_ray`` False runs the same stages in this process; None (the default) picks: Ray, except on
+    the embedded Ray of a small machine without a GPU (:func:`jobs.infer.ray_pays_off`).
     ``track`` (settings or None) tracks and smooths every video after inference, in place.
     """
 
@@ -37,7 +38,7 @@ class InferConfig:
     frames_per_chunk: int = 128
     address: str | None = None
     resources: Resources = field(default_factory=Resources)
-    use_ray: bool = True
+    use_ray: bool | None = None
     track: TrackingSettings | None = None
 
     def __post_init__(self) -> None:

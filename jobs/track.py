@@ -17,8 +17,7 @@ import pyarrow as pa
 from pipelines.jobstate import Ledger, check_overlap, claim_output
 from pipelines.results import check_columns, read_results_file, results_files
 from pipelines.schema import read_metadata, with_metadata
-from pipelines.stages import table_to_bytes
-from pipelines.storage import join, normalise, read_parquet_schema, write_bytes_atomic
+from pipelines.storage import join, normalise, read_parquet_schema, table_to_bytes, write_bytes_atomic
 from pipelines.tracking import (
     DEFAULT_FPS,
     READ_COLUMNS,

@@ -191,6 +191,15 @@ def list_files(root: str, suffix: str) -> list[str]:
     return sorted(prefix + p for p in names)
 
 
+def table_to_bytes(table: pa.Table) -> bytes:
+    """A table as the bytes of a Parquet file (zstd)."""
+    import io
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     fs, path = url_to_fs(uri)
     return with_retries(lambda: pq.read_table(path, columns=columns, filesystem=fs), f"read {uri}")

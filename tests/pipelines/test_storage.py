@@ -7,7 +7,7 @@ import s3fs
 
 from core.checkpoints import CheckpointError
 from core.settings import PredictorSettings
-from pipelines.ray_job import ModelSpec
+from pipelines.inference import ModelSpec
 from pipelines.storage import localize, write_bytes_atomic
 
 
