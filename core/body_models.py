@@ -14,6 +14,10 @@ by stateless :class:`BodyModel` layers whose forward is ``smplx.lbs.lbs``. The 7
 SMPL-A (BEV) is SMPL with an 11th shape direction toward the infant template,
 ``(kid_template - mean(kid_template)) - v_template``, as the official packer builds it.
 People with ``betas[:, 10] > 0.8`` are meshed with SMIL and their first 10 betas (the "SMIL swap").
+
+Two sets exist: the official, licensed files (``BodyModelSet.from_dir``, named ``"smpl"``) and the
+open, license-free model shipped with meshfleet (``BodyModelSet.open()``, named ``"open-<version>"``,
+see ``core/open_body_model.py``): same joints and layers, another mesh (13,718 vertices).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import nn
 
 from core.smpl_pickle import BodyModelFileError, load_model_pickle
 
-NUM_VERTS = 6890
+NUM_VERTS = 6890  # the official SMPL / SMIL mesh; other sets carry their own (BodyModelSet.num_verts)
 NUM_JOINTS = 71
 BABY_THRESHOLD = 0.8
 ROOT_ALIGN_JOINTS = (45, 46)  # LSP R_Hip / L_Hip: "the pelvis of most 2D datasets"
@@ -61,7 +65,8 @@ class BodyModelArrays:
 
     v_template (V,3); shapedirs (V,3,K); posedirs (207, V*3); J_regressor (24,V);
     weights (V,24); parents (24,) with parents[0] = -1; faces (F,3);
-    extra_regressor (9,V); h36m_regressor (17,V) already in H36M_TO_J17 order.
+    extra_regressor (9,V); h36m_regressor (17,V) already in H36M_TO_J17 order;
+    vertex_joint_ids: the 21 vertices of joints 24-44 (SMPL-H ids on the official mesh).
     """
 
     v_template: np.ndarray
@@ -73,6 +78,7 @@ class BodyModelArrays:
     faces: np.ndarray
     extra_regressor: np.ndarray
     h36m_regressor: np.ndarray
+    vertex_joint_ids: tuple[int, ...] = VERTEX_JOINT_IDS
 
     @property
     def num_betas(self) -> int:
@@ -130,7 +136,7 @@ def with_kid_shape(arrays: BodyModelArrays, kid_template: np.ndarray) -> BodyMod
 
 @dataclass
 class BodyOutput:
-    """verts (N, 6890, 3) and joints (N, 71, 3), metres, in the body frame (no translation)."""
+    """verts (N, V, 3) (V = 6890 for SMPL) and joints (N, 71, 3), metres, in the body frame (no translation)."""
 
     verts: torch.Tensor
     joints: torch.Tensor
@@ -158,17 +164,25 @@ class BodyModel(nn.Module):
         self.register_buffer("lbs_weights", torch.from_numpy(arrays.weights))
         self.register_buffer("parents", torch.from_numpy(arrays.parents))
         self.register_buffer("faces", torch.from_numpy(arrays.faces))
-        self.register_buffer("vertex_joint_ids", torch.tensor(VERTEX_JOINT_IDS, dtype=torch.int64))
+        self.register_buffer("vertex_joint_ids", torch.tensor(arrays.vertex_joint_ids, dtype=torch.int64))
 
     def forward(self, betas: torch.Tensor, thetas: torch.Tensor) -> BodyOutput:
         """betas (N, num_betas), thetas (N, 72) axis-angle -> :class:`BodyOutput` (float32)."""
+        return self._lbs(betas, thetas.float(), pose2rot=True)
+
+    def forward_rotmats(self, betas: torch.Tensor, rotmats: torch.Tensor) -> BodyOutput:
+        """betas (N, num_betas), rotmats (N, 24, 3, 3) joint rotations -> :class:`BodyOutput`
+        (the training path: no axis-angle round trip, gradients straight to the matrices)."""
+        return self._lbs(betas, rotmats.float().reshape(rotmats.shape[0], -1, 3, 3), pose2rot=False)
+
+    def _lbs(self, betas: torch.Tensor, pose: torch.Tensor, pose2rot: bool) -> BodyOutput:
         n = betas.shape[0]
         if n == 0:
             empty = self.v_template.new_zeros
-            return BodyOutput(verts=empty(0, NUM_VERTS, 3), joints=empty(0, NUM_JOINTS, 3))
+            return BodyOutput(verts=empty(0, self.v_template.shape[0], 3), joints=empty(0, NUM_JOINTS, 3))
         verts, joints24 = smplx.lbs.lbs(
-            betas.float(), thetas.float(), self.v_template, self.shapedirs, self.posedirs,
-            self.J_regressor, self.parents, self.lbs_weights, pose2rot=True,
+            betas.float(), pose, self.v_template, self.shapedirs, self.posedirs,
+            self.J_regressor, self.parents, self.lbs_weights, pose2rot=pose2rot,
         )
         joints = torch.cat(
             [
@@ -182,20 +196,36 @@ class BodyModel(nn.Module):
         return BodyOutput(verts=verts, joints=joints)
 
 
+def root_offset(out: BodyOutput) -> torch.Tensor:
+    """(N, 3) the midpoint of joints 45/46 (LSP hips): what root alignment moves to the origin."""
+    return out.joints[:, list(ROOT_ALIGN_JOINTS)].mean(1)
+
+
 def root_align(out: BodyOutput) -> BodyOutput:
     """Subtract the midpoint of joints 45/46 (LSP hips) from joints and vertices."""
-    root = out.joints[:, list(ROOT_ALIGN_JOINTS)].mean(1, keepdim=True)
+    root = root_offset(out)[:, None]
     return BodyOutput(verts=out.verts - root, joints=out.joints - root)
 
 
 class BodyModelSet(nn.Module):
-    """The body models one predictor needs: SMPL (ROMP) or SMPL-A + SMIL (BEV)."""
+    """The body models one predictor needs: SMPL (ROMP) or SMPL-A + SMIL (BEV).
 
-    def __init__(self, smpl: BodyModel, smpla: BodyModel | None = None, smil: BodyModel | None = None):
+    ``name`` says which set it is ("smpl": the official files; "open-<version>": meshfleet's open
+    model); results record it.
+    """
+
+    def __init__(self, smpl: BodyModel, smpla: BodyModel | None = None, smil: BodyModel | None = None,
+                 name: str = "smpl"):
         super().__init__()
         self.smpl = smpl
         self.smpla = smpla
         self.smil = smil
+        self.name = name
+
+    @property
+    def num_verts(self) -> int:
+        """Vertices per body (6890 for SMPL)."""
+        return int(self.smpl.v_template.shape[0])
 
     def smpl_forward(self, betas: torch.Tensor, thetas: torch.Tensor) -> BodyOutput:
         """ROMP: plain SMPL with 10 betas."""
@@ -208,7 +238,7 @@ class BodyModelSet(nn.Module):
         baby = betas[:, 10] > BABY_THRESHOLD
         if not bool(baby.any()):
             return self.smpla(betas, thetas)
-        verts = betas.new_zeros(betas.shape[0], NUM_VERTS, 3)
+        verts = betas.new_zeros(betas.shape[0], self.num_verts, 3)
         joints = betas.new_zeros(betas.shape[0], NUM_JOINTS, 3)
         infants = self.smil(betas[baby, :10], thetas[baby])
         verts[baby], joints[baby] = infants.verts, infants.joints
@@ -217,10 +247,38 @@ class BodyModelSet(nn.Module):
             verts[~baby], joints[~baby] = others.verts, others.joints
         return BodyOutput(verts=verts, joints=joints)
 
+    def layer_for(self, model: str, betas: torch.Tensor) -> tuple[BodyModel, torch.Tensor]:
+        """The layer that meshes one person of ``model`` ("romp" or "bev") with shape ``betas`` (K,),
+        and the betas that layer takes: the same choice as ``smpl_forward`` / ``smpla_forward``."""
+        if model == "romp":
+            return self.smpl, betas[:10]
+        if model != "bev":
+            raise ValueError(f"model must be romp or bev, not {model!r}")
+        if self.smpla is None or self.smil is None:
+            raise ValueError("this body-model set was loaded without SMPL-A / SMIL (load it for BEV)")
+        return (self.smil, betas[:10]) if float(betas[10]) > BABY_THRESHOLD else (self.smpla, betas)
+
     @classmethod
     def from_dir(cls, directory: str | Path, gender: str = "neutral", for_bev: bool = False) -> BodyModelSet:
-        """Load the official files from ``directory``; BEV also needs SMPL-A and SMIL."""
+        """Load the official files from ``directory`` (or an open model written by ``meshfleet
+        body-model build-open``); BEV also needs SMPL-A and SMIL."""
+        from core import open_body_model
+
+        if open_body_model.is_open_model_dir(directory):
+            return cls.open(for_bev=for_bev, gender=gender, directory=directory)
         return BodyModelFiles.find(directory, gender).load(for_bev=for_bev)
+
+    @classmethod
+    def open(cls, for_bev: bool = False, gender: str = "neutral", directory: str | Path | None = None) -> BodyModelSet:
+        """The open, license-free model shipped with meshfleet (or the one in ``directory``):
+        SMPL, and for BEV SMPL-A (11th direction toward the infant) and the infant model as SMIL."""
+        from core import open_body_model
+
+        model = open_body_model.read_open_model(directory or open_body_model.SHIPPED_DIR, gender)
+        if not for_bev:
+            return cls(BodyModel(model.smpl), name=model.name)
+        smpla = with_kid_shape(model.smpl, model.kid_template)
+        return cls(BodyModel(model.smpl), BodyModel(smpla), BodyModel(model.smil), name=model.name)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,22 @@ def bev_cam_to_trans(cam: torch.Tensor) -> torch.Tensor:
     return torch.cat([xy, depth], dim=1)
 
 
+def trans_to_bev_cam(trans: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`bev_cam_to_trans`: (N, 3) translations (X, Y, depth) -> (N, 3) cams (s, y, x)."""
+    depth = trans[:, 2:]
+    s = (1.0 / depth - 1e-3) / TAN_HALF_FOV
+    yx = torch.flip(trans[:, :2], [1]) / (depth * TAN_HALF_FOV)
+    return torch.cat([s, yx], dim=1)
+
+
+def trans_to_romp_cam(trans: torch.Tensor, focal: float = FOCAL_512) -> torch.Tensor:
+    """(N, 3) translations of a body's root -> ROMP's weak-perspective cam (s, tx, ty): the
+    perspective camera's first-order projection about the root, s = f / Z, (tx, ty) = f (X, Y) / Z
+    with f the focal length in normalised canvas units."""
+    f = focal / (CANVAS / 2.0)
+    return torch.cat([f / trans[:, 2:], f * trans[:, :2] / trans[:, 2:]], dim=1)
+
+
 def perspective_project(points: torch.Tensor, trans: torch.Tensor, focal: float = FOCAL_512) -> torch.Tensor:
     """points (N, K, 3) + trans (N, 3) -> (N, K, 2) normalised canvas coords (canvas = 512 px)."""
     p = points + trans.unsqueeze(1)
@@ -50,19 +66,29 @@ def perspective_project(points: torch.Tensor, trans: torch.Tensor, focal: float 
     return p[:, :, :2] * focal / (CANVAS / 2.0)
 
 
-def _least_squares_translation(j3d: np.ndarray, j2d: np.ndarray, focal: float, center: np.ndarray) -> np.ndarray:
-    """Linear LS translation t with f (X + t_xy) = (uv - c)(Z + t_z) for every point (SPIN form)."""
-    d = j2d.astype(np.float64) - center
-    n = j3d.shape[0]
-    a = np.zeros((2 * n, 3))
-    a[0::2, 0] = focal
-    a[1::2, 1] = focal
-    a[0::2, 2] = -d[:, 0]
-    a[1::2, 2] = -d[:, 1]
-    rhs = np.empty(2 * n)
-    rhs[0::2] = d[:, 0] * j3d[:, 2] - focal * j3d[:, 0]
-    rhs[1::2] = d[:, 1] * j3d[:, 2] - focal * j3d[:, 1]
-    return np.linalg.lstsq(a, rhs, rcond=None)[0]
+def least_squares_translation(
+    joints3d: np.ndarray, joints2d: np.ndarray, focal: float, center: np.ndarray | tuple[float, float] = (0.0, 0.0),
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per person, the translation t minimising the (weighted) linearised reprojection error
+    ``f (X + t_xy) - (uv - c)(Z + t_z)`` over its points (the SPIN / official linear form).
+
+    joints3d (N, K, 3) metres; joints2d (N, K, 2) in the units of ``focal`` and ``center``;
+    weights (N, K) (None = all 1). Returns (N, 3) float64; rank-deficient people get the
+    minimum-norm solution.
+    """
+    j3d = np.asarray(joints3d, np.float64)
+    d = np.asarray(joints2d, np.float64) - np.asarray(center, np.float64)
+    n, k = j3d.shape[:2]
+    w = np.ones((n, k)) if weights is None else np.asarray(weights, np.float64)
+    a = np.zeros((n, k, 2, 3))
+    a[:, :, 0, 0] = focal
+    a[:, :, 1, 1] = focal
+    a[:, :, :, 2] = -d
+    rhs = d * j3d[:, :, 2:] - focal * j3d[:, :, :2]  # (N, K, 2)
+    ata = np.einsum("nk,nkri,nkrj->nij", w, a, a)
+    atb = np.einsum("nk,nkri,nkr->ni", w, a, rhs)
+    return np.einsum("nij,nj->ni", np.linalg.pinv(ata), atb)
 
 
 def pnp_translation(
@@ -97,9 +123,9 @@ def pnp_translation(
                 )
                 solved = None if inliers is None else tvec[:, 0]
             except cv2.error:
-                solved = _least_squares_translation(j3d[valid], j2d[valid], focal, center)
+                solved = least_squares_translation(j3d[valid][None], j2d[valid][None], focal, center)[0]
         if solved is None:
             official[i] = False
-            solved = _least_squares_translation(j3d, j2d, focal, center)
+            solved = least_squares_translation(j3d[None], j2d[None], focal, center)[0]
         out[i] = solved
     return out.astype(np.float32), official

@@ -39,6 +39,7 @@ def unpack_params(params: torch.Tensor, num_betas: int) -> SMPLParams:
 # BEV relative-age classes from the kid offset betas[:, 10]: class i covers (edge i, edge i+1]
 AGE_EDGES = (-0.05, 0.15, 0.45, 0.75, 1.0)
 AGE_CLASS_NAMES = ("adult", "teen", "kid", "baby")  # ids 0..3; -1 = outside every bin
+AGE_CENTERS = (0.0, 0.3, 0.6, 0.9)  # class centres (official constants.age_threshold, middle values)
 
 
 def age_class(kid_offset: torch.Tensor) -> torch.Tensor:

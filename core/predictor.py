@@ -4,8 +4,9 @@
 of any sizes, the same steps as the official ``simple_romp`` wrappers -- but on the whole batch
 at once, on any device:
 
-    prepare (CPU, per image)  pad to square, cubic resize to 512; crops for long images (BEV)
-    network (batched)         HRNet-32 + ROMP or BEV head
+    prepare (CPU, per image)  pad to square, cubic resize to the input size (official 512);
+                              crops for long images (BEV)
+    network (batched)         backbone (official HRNet-32) + ROMP or BEV head
     parse                     center peaks -> per-person parameter vectors -> SMPL params
     body model (batched)      SMPL (ROMP) or SMPL-A / SMIL (BEV) -> vertices, 71 joints
     cameras                   ROMP: weak perspective + PnP cam_trans; BEV: perspective
@@ -38,7 +39,7 @@ from core.centers import parse_center_map_2d, parse_center_map_3d
 from core.nets.bev import BEVNet
 from core.nets.romp import ROMPNet
 from core.params import SMPLParams, age_class, unpack_params
-from core.preprocess import SquarePad, canvas_to_pixels, check_image, prepare_input
+from core.preprocess import INPUT_SIZE, SquarePad, canvas_to_pixels, check_image, prepare_input
 from core.settings import PredictorSettings, Thresholds
 from core.suppression import remove_outliers, suppress_duplicates
 
@@ -50,7 +51,8 @@ DEFAULT_GPU_BATCH = 16
 class PreparedImage:
     """One image turned into network views (1 view, or one per crop of a long image).
 
-    inputs: (V, 512, 512, 3) uint8 RGB; offsets: (V, 3) float32 (top, left, side) mapping each
+    inputs: (V, S, S, 3) uint8 RGB (S = the network's input size, official 512); offsets: (V, 3)
+    float32 (top, left, side) mapping each
     view's canvas to its own pixels; crop: (V,) int64 crop number, -1 for the whole image.
     """
 
@@ -94,7 +96,7 @@ class Predictions:
     image_index (N,) int64 -- which input image; person (N,) int32 -- index within that image;
     center_conf (N,); cam (N, 3) ROMP (s, tx, ty) / BEV (s, y, x); cam_trans (N, 3) metres;
     smpl_thetas (N, 72); smpl_betas (N, 10 | 11); joints (N, 71, 3) metres; pj2d_org (N, 71, 2)
-    original-image pixels; verts (N, 6890, 3) if requested; age_class (N,) int8 (BEV);
+    original-image pixels; verts (N, V, 3) if requested (V = 6890 for SMPL); age_class (N,) int8 (BEV);
     pnp_fallback (N,) bool (ROMP: True where the official PnP would have returned [-1,-1,-1]);
     image_hw (B, 2) int64.
     """
@@ -146,21 +148,27 @@ class _People:
 
 @dataclass(frozen=True)
 class ImagePreparer:
-    """The CPU stage: one BGR image -> its network views; needs only the model kind and crowd mode.
+    """The CPU stage: one BGR image -> its network views; needs the model kind, crowd mode and
+    the network's input size.
 
     Long images (w / h >= 2) are split into crops for BEV in crowd mode, as the official code does.
+    ``hflip`` mirrors the image left-right first (flip test-time augmentation).
     """
 
     kind: str
     crowd: bool = True
     overlap: float = 0.8
+    input_size: int = INPUT_SIZE
+    hflip: bool = False
 
     def __call__(self, image: np.ndarray) -> PreparedImage:
         check_image(image)
+        if self.hflip:
+            image = np.ascontiguousarray(image[:, ::-1])
         h, w = image.shape[:2]
         if self.kind == "bev" and self.crowd and crowd.is_long_image(h, w):
             return self._crops(image)
-        inp, pad = prepare_input(image)
+        inp, pad = prepare_input(image, self.input_size)
         return PreparedImage(inp[None], np.array([pad.as_offsets()], np.float32), np.array([-1]), h, w)
 
     def _crops(self, image: np.ndarray) -> PreparedImage:
@@ -169,14 +177,15 @@ class ImagePreparer:
         padded, _ = crowd.pad_sides(image, self.overlap)
         inputs, offsets = [], []
         for k in range(plan.count):
-            inp, pad = prepare_input(plan.crop(padded, k))
+            inp, pad = prepare_input(plan.crop(padded, k), self.input_size)
             inputs.append(inp)
             offsets.append((0.0, 0.0, float(pad.side)))  # the official crop projection has no offset
         return PreparedImage(np.stack(inputs), np.array(offsets, np.float32), np.arange(plan.count), h, w, plan)
 
     @classmethod
-    def for_model(cls, kind: str, settings: PredictorSettings) -> ImagePreparer:
-        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap)
+    def for_model(cls, kind: str, settings: PredictorSettings, input_size: int = INPUT_SIZE) -> ImagePreparer:
+        return cls(kind=kind, crowd=settings.crowd, overlap=settings.thresholds(kind).overlap,
+                   input_size=input_size, hflip=settings.hflip)
 
 
 def _channels_last_convs(model: ROMPNet | BEVNet) -> ROMPNet | BEVNet:
@@ -214,7 +223,7 @@ class Predictor:
         if settings.precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {settings.precision} needs a CUDA device, not {self.device}")
         self.batch_size = settings.batch_size or (DEFAULT_GPU_BATCH if self.device.type == "cuda" else 1)
-        self.prepare_image = ImagePreparer.for_model(self.kind, settings)
+        self.prepare_image = ImagePreparer.for_model(self.kind, settings, model.input_size)
         self.model = model.eval().to(self.device)
         if self.device.type == "cuda":
             self.model = _channels_last_convs(self.model)
@@ -266,7 +275,7 @@ class Predictor:
         return ROMP_BETAS if self.kind == "romp" else BEV_BETAS
 
     def _detect_chunk(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(b, 512, 512, 3) float -> view ids (N,), confidences (N,), raw parameters (N, 145 | 146)."""
+        """(b, S, S, 3) float -> view ids (N,), confidences (N,), raw parameters (N, 145 | 146)."""
         if isinstance(self.model, ROMPNet):
             with self._autocast():
                 center_maps, params_maps = self.model(images)

@@ -41,6 +41,8 @@ import pandas as pd
 import smplx
 import torch
 
+from core.body_models import with_kid_shape
+from core.open_body_model import SHIPPED_DIR, read_open_model, smplx_struct
 from core.smpl_pickle import BodyModelFileError, load_model_pickle
 from eval.agora_format import (
     IMG_WIDTH,
@@ -62,8 +64,9 @@ from eval.agora_format import (
 )
 from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
-from eval.metrics import precision_recall_f1
+from eval.metrics import pa_mpjpe, precision_recall_f1
 from eval.safe_pickle import loads_pickle
+from pipelines.body_model_sets import is_open
 from pipelines.storage import join, list_files, localize, read_bytes
 
 __all__ = ["evaluate", "write_predictions", "match_official", "match_fixed", "keypoint_box_iou", "summarize"]
@@ -146,6 +149,13 @@ class AgoraBodyModels:
     """
 
     def __init__(self, body_models: str, kid_template: str):
+        if is_open(body_models):  # meshfleet's open model: its own kid direction, no official numbers to match
+            model = read_open_model(SHIPPED_DIR)
+            kid = with_kid_shape(model.smpl, model.kid_template)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.adult = smplx.SMPL("", data_struct=smplx_struct(model.smpl), num_betas=10)
+                self.kid = smplx.SMPL("", data_struct=smplx_struct(kid), num_betas=11)
+            return
         smpl = Path(body_models).expanduser() / "SMPL_NEUTRAL.pkl"
         struct = smplx.utils.Struct(**load_model_pickle(smpl))  # raises BodyModelFileError if absent
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10-beta files
@@ -254,7 +264,8 @@ def summarize(records: pd.DataFrame, false_positives: int, protocol: str) -> dic
     (mm, NaN when missed). official (compute_avg_error): mean errors over counted, matched people
     rounded with numpy to 0.1 mm; P/R/F1 rounded with Python to 0.01; NMJE = round(MPJPE_rounded /
     F1_rounded, 1); kid scores over kids, charged with every false positive, NaN without kids.
-    fixed: the same quantities, unrounded.
+    fixed: the same quantities, unrounded, plus ``pa_mpjpe`` (mm, after a similarity Procrustes
+    alignment of the 24 body joints; not in the official table).
     """
     def column(name: str, dtype: type) -> np.ndarray:
         return records[name].to_numpy(dtype) if len(records) else np.zeros(0, dtype)
@@ -265,6 +276,8 @@ def summarize(records: pd.DataFrame, false_positives: int, protocol: str) -> dic
     count, miss = int(counted.sum()), int((counted & missed).sum())
     out.update({"true_positives": float(count - miss), "false_negatives": float(miss),
                 "false_positives": float(false_positives)})
+    if protocol == "fixed" and "pa_mpjpe" in records:  # meshfleet's addition: MPJPE after Procrustes
+        out["pa_mpjpe"] = float(pd.Series(column("pa_mpjpe", float)[counted & ~missed], dtype=np.float64).mean())
     kids = _group_metrics(counted & kid, missed, mpjpe, mve, false_positives, protocol)
     if not (counted & kid).any():  # the official code reports the string 'nan'
         kids = dict.fromkeys(kids, math.nan)
@@ -364,11 +377,13 @@ def _image_records(image: GtImage, preds: list[PredictedPerson], matching: Match
     counted = image.is_valid if protocol == "official" else image.valid
     records = []
     for g in range(len(image.is_valid)):
-        mpjpe = mve = math.nan
+        mpjpe = mve = pa_error = math.nan
         if g in pred_of:
             joints, verts = predicted_body(preds[pred_of[g]], models, protocol)
             mpjpe, mve = aligned_errors(joints, verts[body_ids], image.joints3d[g][:NUM_BODY_JOINTS],
                                         image.verts[g][body_ids], protocol)
+            pa_error = float(pa_mpjpe(np.asarray(joints[None], np.float64),
+                                      np.asarray(image.joints3d[g][:NUM_BODY_JOINTS][None], np.float64))[0])
         status = "matched" if g in pred_of else ("miss" if image.valid[g] else "excluded")
         records.append({
             "dataframe": image.frame_file.rsplit("/", 1)[-1], "image": image.img_path, "gt_person": g,
@@ -377,12 +392,14 @@ def _image_records(image: GtImage, preds: list[PredictedPerson], matching: Match
             "kid": bool(image.kid[g]), "occlusion": float(image.occlusion[g]),
             "orientation": float(image.orientation[g]),
             "x_location": abs(float(image.joints2d[g][0, 0]) - IMG_WIDTH / 2), "mpjpe": mpjpe, "mve": mve,
+            "pa_mpjpe": pa_error,
         })
     for p in matching.false_positives:
         records.append({"dataframe": image.frame_file.rsplit("/", 1)[-1], "image": image.img_path, "gt_person": -1,
                         "prediction": preds[p].source.rsplit("/", 1)[-1].rsplit("#", 1)[-1], "status": "false_positive",
                         "counted": False, "missed": False, "kid": False, "occlusion": math.nan,
-                        "orientation": math.nan, "x_location": math.nan, "mpjpe": math.nan, "mve": math.nan})
+                        "orientation": math.nan, "x_location": math.nan, "mpjpe": math.nan, "mve": math.nan,
+                        "pa_mpjpe": math.nan})
     return records
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eval.common import EvalConfig, EvalResult, is_results_dataset, read_results
 from eval.mlflow_log import log_run
-from eval.registry import evaluator
+from eval.registry import evaluator, with_split
 
 EVALUATOR_VERSION = "1.0"
 EXPERIMENT = "meshfleet-eval"
@@ -39,14 +39,15 @@ def _run_params(cfg: EvalConfig) -> dict:
 
 def run_eval(job: EvalJob, run_infer=None) -> tuple[dict, EvalResult]:
     """Evaluate; returns (metrics JSON payload, full result). ``run_infer`` runs ``job.infer``."""
-    cfg = job.config
+    cfg = with_split(job.config)
     if job.infer is not None:
         assert run_infer is not None
         run_infer(job.infer)
         cfg = replace(cfg, predictions=str(job.infer.output))  # type: ignore[attr-defined]
     result = evaluator(cfg.benchmark)(cfg)
-    params = {**_run_params(cfg), **result.params}
-    payload = {**result.metrics, "protocol": cfg.protocol, "evaluator_version": EVALUATOR_VERSION}
+    # unknown values are left out: MLflow would store None as the string "None"
+    params = {k: v for k, v in {**_run_params(cfg), **result.params}.items() if v is not None}
+    payload = {**result.metrics, "protocol": cfg.protocol, "split": cfg.split, "evaluator_version": EVALUATOR_VERSION}
     if job.output_json:
         job.output_json.parent.mkdir(parents=True, exist_ok=True)
         job.output_json.write_text(json.dumps(payload, indent=2, default=float))

@@ -72,6 +72,7 @@ BENCHMARKS = {
     )
 }
 PROTOCOLS = ("official", "fixed")
+UNKNOWN = "–"  # shown for any value a run did not record
 
 
 class RegistryError(ValueError):
@@ -190,23 +191,32 @@ class RunRecord:
     artifacts: list[str] = field(default_factory=list)
 
 
+def known(value: Any) -> str | None:
+    """A logged param as text, or None when unknown (MLflow stores a logged None as "None")."""
+    text = "" if value is None else str(value).strip()
+    return None if text in ("", "None", "null", "nan") else text
+
+
 def build_tables(runs: list[RunRecord], reported: list[Reported]) -> list[Table]:
     """Group runs by (benchmark, split, track, protocol, evaluator version); add matching reported
-    results to each group; sort rows by the headline metric (best first)."""
+    results to each group; sort rows by the headline metric (best first). A run that recorded no
+    split is counted in the split its evaluator evaluates by default."""
+    from eval.registry import default_split
+
     groups: dict[tuple[str, str, str, str, str], list[Row]] = {}
     for run in runs:
-        p = run.params
+        p = {k: v for k, v in run.params.items() if known(v) is not None}
         benchmark = p.get("benchmark")
         if benchmark not in BENCHMARKS:
             continue
-        key = (benchmark, p.get("split") or "unspecified", p.get("track") or "smpl", p.get("protocol") or "official",
-               p.get("evaluator_version") or "?")
+        key = (benchmark, p.get("split") or default_split(benchmark) or UNKNOWN, p.get("track") or "smpl",
+               p.get("protocol") or "official", p.get("evaluator_version") or UNKNOWN)
         groups.setdefault(key, []).append(_run_row(run))
     with_runs = {k[:4] for k in groups}
     for r in reported:  # published numbers with no meshfleet run yet still get their table
         key4 = (r.benchmark, r.split, r.track, r.protocol)
         if key4 not in with_runs:
-            groups.setdefault((*key4, "–"), [])
+            groups.setdefault((*key4, UNKNOWN), [])
     tables = []
     for (benchmark, split, track, protocol, version), rows in sorted(groups.items()):
         rows = rows + [_reported_row(r) for r in reported
@@ -226,9 +236,15 @@ def _sort_key(table: Table, row: Row) -> tuple[int, float]:
 
 
 def _run_row(run: RunRecord) -> Row:
-    p = run.params
+    """A run's line: ``meshfleet <model> (<sha>)``, or, for predictions made elsewhere (no model
+    recorded), the predictions' file or folder name; unknown details are left out."""
+    p = {k: known(v) for k, v in run.params.items()}
     sha = (p.get("checkpoint_sha256") or "")[:12]
-    label = f"meshfleet {p.get('model') or '?'}" + (f" ({sha})" if sha else "")
+    predictions = (p.get("predictions") or "").rstrip("/").rsplit("/", 1)[-1]
+    if p.get("model"):
+        label = f"meshfleet {p['model']}" + (f" ({sha})" if sha else "")
+    else:
+        label = predictions or f"run {run.run_id[:8]}"
     date = datetime.fromtimestamp(run.start_time_ms / 1000, tz=UTC).strftime("%Y-%m-%d") if run.start_time_ms else ""
     details = {"model": p.get("model"), "checkpoint": sha or None, "thresholds": p.get("thresholds"),
                "meshfleet": p.get("meshfleet_version"), "date": date, "predictions": p.get("predictions")}
@@ -242,7 +258,7 @@ def _reported_row(r: Reported) -> Row:
 
 
 def format_value(metric: Metric, value: float | None) -> str:
-    return "–" if value is None or not _finite(value) else f"{value:.{metric.digits}f}"
+    return UNKNOWN if value is None or not _finite(value) else f"{value:.{metric.digits}f}"
 
 
 def to_markdown(tables: list[Table], run_url: str | None = None) -> str:

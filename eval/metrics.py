@@ -7,6 +7,9 @@ per-person errors in millimetres.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from core.alignment import procrustes_align as core_procrustes_align
 
 MM = 1000.0
 
@@ -31,22 +34,11 @@ def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Similarity-align every ``pred[i]`` (J, 3) to ``gt[i]``: scale, rotation (no reflection) and
-    translation minimising the squared error (Umeyama). Correct for any number of people: each
-    person is one (J, 3) problem, never a transposed (3, J) one (the VIBE ``shape[0] in (2, 3)``
-    bug that made TRACE's PA-MPJPE wrong for frames of 2 or 3 people)."""
+    """Similarity-align every ``pred[i]`` (J, 3) to ``gt[i]`` (scale, rotation without reflection,
+    translation; Umeyama), in float64: :func:`core.alignment.procrustes_align` on arrays. Correct
+    for any number of people (never the VIBE ``shape[0] in (2, 3)`` transpose bug)."""
     pred, gt = _check(pred, gt)
-    mu_p, mu_g = pred.mean(axis=1, keepdims=True), gt.mean(axis=1, keepdims=True)
-    p, g = pred - mu_p, gt - mu_g
-    var_p = (p ** 2).sum(axis=(1, 2))
-    cov = np.einsum("nji,njk->nik", g, p)  # (N, 3, 3) = sum_j g_j p_j^T
-    u, s, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))  # reflection fix
-    sign = np.ones_like(s)
-    sign[:, -1] = d
-    rot = u @ (sign[:, :, None] * vt)  # (N, 3, 3)
-    scale = (s * sign).sum(axis=1) / np.maximum(var_p, 1e-12)
-    return scale[:, None, None] * np.einsum("nik,njk->nji", rot, p) + mu_g
+    return core_procrustes_align(torch.from_numpy(pred), torch.from_numpy(gt)).numpy()
 
 
 def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

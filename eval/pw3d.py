@@ -54,6 +54,7 @@ from core.smpl_pickle import BodyModelFileError
 from eval.common import EvalConfig, EvalError, EvalResult, parallel_map, png, read_results, unique_by_name
 from eval.metrics import MM, align_root, mpjpe, pa_mpjpe, procrustes_align
 from eval.safe_pickle import load_pickle
+from pipelines.body_model_sets import load_body_model_set
 from pipelines.schema import column_array
 
 log = logging.getLogger(__name__)
@@ -294,13 +295,14 @@ def match_nearest(gt_centers: np.ndarray, pred_centers: np.ndarray) -> tuple[np.
 @lru_cache(maxsize=8)
 def _models(directory: str, gender: str, for_bev: bool = False) -> BodyModelSet:
     try:
-        return BodyModelSet.from_dir(directory, gender=gender, for_bev=for_bev).eval()
+        return load_body_model_set(directory, gender=gender, for_bev=for_bev).eval()
     except (BodyModelFileError, ValueError) as err:
         raise EvalError(f"{directory}: cannot load the {gender} body model ({err})") from err
 
 
-def _forward(fn: Callable, betas: np.ndarray, thetas: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Body-frame joints (N, 71, 3) and vertices (N, 6890, 3) in metres, no translation."""
+def _forward(fn: Callable, betas: np.ndarray, thetas: np.ndarray, chunk: int = 512,
+             num_verts: int = 6890) -> tuple[np.ndarray, np.ndarray]:
+    """Body-frame joints (N, 71, 3) and vertices (N, num_verts, 3) in metres, no translation."""
     joints, verts = [], []
     with torch.inference_mode():
         for i in range(0, len(betas), chunk):
@@ -308,7 +310,7 @@ def _forward(fn: Callable, betas: np.ndarray, thetas: np.ndarray, chunk: int = 5
             joints.append(out.joints.numpy())
             verts.append(out.verts.numpy())
     if not joints:
-        return np.zeros((0, 71, 3)), np.zeros((0, 6890, 3))
+        return np.zeros((0, 71, 3)), np.zeros((0, num_verts, 3))
     return np.concatenate(joints).astype(np.float64), np.concatenate(verts).astype(np.float64)
 
 
@@ -358,9 +360,11 @@ def _gt_meshes(seq: Sequence, rows: list[dict], task: SequenceTask) -> tuple[np.
         frames = np.array([rows[i]["frame"] for i in sel])
         betas, poses, rot = seq.betas[people], seq.poses[people, frames], seq.cam_rot[frames]
         model = _models(task.body_models, GT_GENDERS[gender] if task.gt_gendered else "neutral")
-        body_joints, _ = _forward(model.smpl_forward, betas, poses)
+        if verts.shape[1] != model.num_verts:  # another body-model set than SMPL (e.g. the open model)
+            verts = np.zeros((len(rows), model.num_verts, 3))
+        body_joints, _ = _forward(model.smpl_forward, betas, poses, num_verts=model.num_verts)
         joints[sel] = align_root(np.einsum("nij,nkj->nki", rot, body_joints[:, LSP14]), LSP_HIPS)
-        pve_joints, pve_verts = _forward(model.smpl_forward, betas, hands_zeroed(poses))
+        pve_joints, pve_verts = _forward(model.smpl_forward, betas, hands_zeroed(poses), num_verts=model.num_verts)
         verts[sel] = to_camera(pve_verts, pve_joints[:, 0], rot)
     return joints, verts
 
@@ -373,7 +377,7 @@ def _pred_meshes(task: SequenceTask, rows: list[dict]) -> tuple[np.ndarray, np.n
     thetas = np.stack([p.thetas[i] for p, i in picked])
     bev = betas.shape[1] == 11
     models = _models(task.body_models, "neutral", bev)
-    _, verts = _forward(models.smpla_forward if bev else models.smpl_forward, betas, thetas)
+    _, verts = _forward(models.smpla_forward if bev else models.smpl_forward, betas, thetas, num_verts=models.num_verts)
     return joints, verts
 
 

@@ -513,11 +513,10 @@ def mpckh_metric(outcomes: list[ImageOutcome], fixed: bool) -> float:
 
 # -- the job -----------------------------------------------------------------------------------
 def split_name(cfg: EvalConfig) -> str | None:
-    """``cfg.split``, else the ``{split}`` of ``{split}_annots.npz``."""
-    if cfg.split:
-        return cfg.split
-    base = posixpath.basename(str(cfg.annots))
-    return base.removesuffix("_annots.npz") if base.endswith("_annots.npz") else None
+    """``cfg.split``, else the ``{split}`` of ``{split}_annots.npz``, else the test split."""
+    from eval.registry import default_split
+
+    return cfg.split or default_split(cfg.benchmark, cfg.annots)
 
 
 def evaluate(cfg: EvalConfig) -> EvalResult:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -11,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli_base import VERBOSE_HELP
 from jobs.cli_common import fail, load_any_spec, print_spec, run_here, setup_logging
 from jobs.specs import dump_spec
 
@@ -23,6 +26,13 @@ FORWARDED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRAC
                  "AWS_REGION", "AWS_ENDPOINT_URL", "MESHFLEET_CACHE")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 ADDRESS_HELP = "Ray dashboard / job server, e.g. http://HEAD:8265 (or $RAY_ADDRESS)."
+ENTRYPOINT = f"python -m jobs.cli run {SPEC_NAME}"
+# The check runs the entrypoint's interpreter on the entrypoint's import, in the job's environment.
+CHECK_ENTRYPOINT = "python -c 'import sys; print(\"meshfleet-check python:\", sys.executable); import jobs.cli'"
+CHECK_TIMEOUT_S = 180.0
+INSTALL_HINT = ("install meshfleet's dependencies into that Python (pip install -e . from a meshfleet checkout, or "
+                "use the image of infra/docker), or start the head from the environment that has them "
+                "(source .venv/bin/activate && ray start --head)")
 
 
 def project_root() -> Path:
@@ -58,6 +68,39 @@ def _client(address: str | None):
         fail(f"cannot reach the Ray job server at {target}: {err}")
 
 
+def check_cluster_python(client, runtime_env: dict, target: str) -> None:
+    """Before queueing, run a short job that imports meshfleet's CLI with the job's interpreter and
+    environment (``python`` on the head's PATH, the same working_dir and variables); exit 2 saying
+    what to install where when it cannot. The check job is deleted afterwards."""
+    job_id = client.submit_job(entrypoint=CHECK_ENTRYPOINT, runtime_env=runtime_env,
+                               metadata={"meshfleet_kind": "check"})
+    deadline = time.monotonic() + CHECK_TIMEOUT_S
+    status = str(client.get_job_status(job_id)).split(".")[-1]
+    while status not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = str(client.get_job_status(job_id)).split(".")[-1]
+    if status not in TERMINAL:
+        client.stop_job(job_id)
+        typer.echo(f"warning: the check of the cluster's Python did not finish within {CHECK_TIMEOUT_S:.0f} s "
+                   "(a busy cluster?); submitting anyway", err=True)
+        return
+    logs = client.get_job_logs(job_id)
+    client.delete_job(job_id)
+    if status == "SUCCEEDED":
+        return
+    found = re.search(r"meshfleet-check python: (\S+)", logs)
+    python = f"the cluster's python ({found.group(1)})" if found else "the cluster's python"
+    missing = re.search(r"No module named '([^']+)'", logs)
+    if missing:
+        fail(f"{target}: {python} cannot import {missing.group(1)}, so meshfleet cannot run there; {INSTALL_HINT}. "
+             "Nothing was queued.", 2)
+    if not found:
+        fail(f"{target}: no `python` on the PATH that Ray jobs run with on the head; {INSTALL_HINT}. "
+             "Nothing was queued.", 2)
+    last = next((line for line in reversed(logs.splitlines()) if line.strip()), status)
+    fail(f"{target}: {python} cannot run meshfleet ({last}); {INSTALL_HINT}. Nothing was queued.", 2)
+
+
 def follow(client, job_id: str, poll_s: float = 1.0) -> str:
     """Stream a job's logs until it ends; returns the final status."""
     printed = 0
@@ -79,11 +122,20 @@ def submit(
         help="Extra environment variable to pass to the job (repeatable); MLflow and AWS ones are passed "
              "when set. Values are never printed or logged.")] = None,
     follow_logs: Annotated[bool, typer.Option("--follow", help="Stream the logs until the job ends.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="First check (a few seconds, with a short job) that the cluster's Python "
+                                   "can import meshfleet; nothing is queued if not.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved spec and stop.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Run a job spec on a Ray cluster through the Ray Jobs API (or here, on the embedded Ray)."""
+    """Run a job spec on a Ray cluster through the Ray Jobs API (or here, on the embedded Ray).
+
+    The job runs `python -m jobs.cli run SPEC` with the `python` on the head's PATH (as `ray start`
+    saw it); --check makes sure that Python has meshfleet's dependencies before anything is queued.
+    """
     setup_logging(verbose)
+    if not verbose:  # "Uploading package gcs://...", per submission
+        logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
     kind, config = load_any_spec(spec)
     if dry_run:
         print_spec(kind, config)
@@ -94,12 +146,11 @@ def submit(
     client = _client(target)
     variables = forwarded_env(env or [])
     stage = stage_working_dir(dump_spec(kind, config))
+    runtime_env = {"working_dir": str(stage), "env_vars": variables}
     try:
-        job_id = client.submit_job(
-            entrypoint=f"python -m jobs.cli run {SPEC_NAME}",
-            runtime_env={"working_dir": str(stage), "env_vars": variables},
-            metadata={"meshfleet_kind": kind},
-        )
+        if check:
+            check_cluster_python(client, runtime_env, target)
+        job_id = client.submit_job(entrypoint=ENTRYPOINT, runtime_env=runtime_env, metadata={"meshfleet_kind": kind})
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     names = ", ".join(sorted(variables)) or "none"

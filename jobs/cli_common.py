@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from core.settings import bev_variant_for
-from jobs.specs import KINDS, SpecError, dump_spec, from_dict, load_spec, merge, read_spec_file, to_dict
+from jobs.cli_base import USAGE_ERROR, one_line
+from jobs.specs import SpecError, build, dump_spec, load_spec, merge, read_spec_file, to_dict
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -18,13 +20,40 @@ console = Console(stderr=True, soft_wrap=True)
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)  # also when already configured
     if not verbose:  # Ray Data logs every execution plan at INFO
         logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 def fail(err: Exception | str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error:[/red] {err}")
+    """One line on stderr (the traceback too with ``-v``) and exit ``code``: 2 for a user error
+    (fix an input or a flag), 1 when the job itself failed."""
+    if isinstance(err, BaseException) and logging.getLogger().isEnabledFor(logging.INFO):
+        console.print("".join(traceback.format_exception(err)), markup=False, highlight=False)
+    console.print(f"[red]error:[/red] {escape(one_line(err))}", highlight=False)
     raise typer.Exit(code)
+
+
+def input_error_code(err: Exception) -> int:
+    """2 when ``err`` says an input is wrong (a checkpoint, body-model, benchmark, ground-truth or
+    registry file, an input list, a setting, a path that does not exist, an output holding another
+    job), 1 otherwise (the job itself failed)."""
+    from core.checkpoints import CheckpointError
+    from core.smpl_pickle import BodyModelFileError, UnsafePickleError
+    from eval.common import EvalError
+    from eval.leaderboard import RegistryError
+    from eval.mot_format import MotFormatError
+    from jobs.config import ConfigError
+    from jobs.track import TrackingError
+    from pipelines.jobstate import JobMismatchError, OutputOverlapError
+    from pipelines.readers import InputError
+    from pipelines.results import ResultsSchemaError
+
+    inputs = (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, ConfigError, JobMismatchError,
+              OutputOverlapError, ResultsSchemaError,
+              EvalError, RegistryError, MotFormatError, TrackingError, SpecError, FileNotFoundError,
+              NotADirectoryError)
+    return USAGE_ERROR if isinstance(err, inputs) else 1
 
 
 def explicit_params(ctx: typer.Context) -> set[str]:
@@ -56,12 +85,8 @@ def flags_tree(values: dict[str, Any], paths: dict[str, str], only: set[str] | N
 def resolve(kind: str, flags: dict, explicit: dict, spec: Path | None) -> Any:
     """Defaults < spec file < options given on the command line; strict conversion."""
     data = flags if spec is None else merge(_section(spec, kind), explicit)
-    if kind in ("infer",) and isinstance(data.get("settings"), dict):
-        settings = data["settings"]
-        if settings.get("bev_variant") in (None, "auto"):
-            settings["bev_variant"] = bev_variant_for(data.get("checkpoint"))
     try:
-        return from_dict(KINDS[kind], data, kind)
+        return build(kind, data)
     except SpecError as err:
         fail(err, 2)
 
@@ -76,14 +101,17 @@ def job_from_options(ctx: typer.Context, kind: str, values: dict[str, Any], path
 
 
 def run_here(kind: str, config: Any) -> int:
-    """Run a spec in this process; an infer spec is first checked (exit 2 names the bad key)."""
-    if kind == "infer":
-        from jobs.config import ConfigError
+    """Run a spec in this process; infer and track specs are first checked (exit 2 names the bad key;
+    eval checks its inputs itself, before Ray starts)."""
+    from jobs.config import check_tracking
 
-        try:
+    try:
+        if kind == "infer":
             config.validate()
-        except (ConfigError, ValueError) as err:
-            fail(err, 2)
+        if kind == "track":
+            check_tracking(config.settings)
+    except ValueError as err:
+        fail(err, USAGE_ERROR)
     return run_job(kind, config)
 
 
@@ -115,25 +143,26 @@ def run_job(kind: str, config: Any) -> int:
     if kind == "track":
         from jobs.track import TrackingError, track_dataset
         from pipelines.jobstate import JobMismatchError, OutputOverlapError
-        from pipelines.results import ResultsSchemaError
 
         try:
             summary = track_dataset(config.results, config.output, config.settings, config.overwrite, config.fps)
-        except (OutputOverlapError, ResultsSchemaError) as err:
-            fail(err, 2)
-        except (TrackingError, JobMismatchError, ValueError, FileNotFoundError) as err:
-            fail(err)
+        except (TrackingError, ValueError, FileNotFoundError, JobMismatchError, OutputOverlapError) as err:
+            fail(err, input_error_code(err))
         typer.echo(summary.line() + f"\nresults: {config.output}")
         return 0
     if kind == "leaderboard":
         from eval.leaderboard import RegistryError
+        from eval.leaderboard_io import StoreError
         from eval.leaderboard_job import run_leaderboard
         from pipelines.jobstate import JobMismatchError
 
         try:
             tables = run_leaderboard(config)
+        except StoreError as err:
+            console.print(f"[yellow]warning:[/yellow] {escape(one_line(err))}", highlight=False)
+            return USAGE_ERROR
         except (RegistryError, OSError, JobMismatchError) as err:
-            fail(err)
+            fail(err, input_error_code(err))
         runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
         typer.echo(f"{len(tables)} tables, {runs} runs -> {config.output / 'leaderboard.md'}, "
                    f"{config.output / 'index.html'}")
@@ -142,19 +171,28 @@ def run_job(kind: str, config: Any) -> int:
         return run_eval_and_report(config)
     if kind == "eval-tracking":
         return run_tracking_eval_and_report(config)
+    if kind == "pseudo-label":
+        from jobs.cli_pseudo import run_pseudo_and_report
+
+        return run_pseudo_and_report(config)
+    if kind == "synth":
+        from jobs.cli_synth import run_synth_and_report
+
+        return run_synth_and_report(config)
     if kind == "export-mot":
         from eval.tracking_job import export_mot
-        from pipelines.jobstate import JobMismatchError, OutputOverlapError
-        from pipelines.results import ResultsSchemaError
+        from pipelines.jobstate import JobMismatchError
 
         try:
             written = export_mot(config)
-        except (OutputOverlapError, ResultsSchemaError) as err:
-            fail(err, 2)
         except (FileNotFoundError, ValueError, OSError, JobMismatchError) as err:
-            fail(err)
+            fail(err, input_error_code(err))
         typer.echo(f"{len(written)} sequences written to {config.output}")
         return 0
+    if kind == "export":
+        from jobs.cli_export import run_export_and_report
+
+        return run_export_and_report(config)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -166,17 +204,23 @@ def run_infer_and_report(cfg: Any) -> int:
 
 
 def run_eval_and_report(spec: Any) -> int:
+    """Check the inputs (and the inference config), then start Ray, (infer and) evaluate, print the JSON."""
     import json
 
     from core.smpl_pickle import UnsafePickleError
-    from eval.common import EvalError
     from eval.job import run_eval
-    from jobs.config import ConfigError
+    from eval.registry import check_inputs
     from jobs.infer import ensure_ray, run_infer
 
     job = spec.job()
     try:
-        started = ensure_ray(getattr(job.infer, "address", None))
+        check_inputs(job.config, infer_first=job.infer is not None)
+        if job.infer is not None:
+            job.infer.validate()
+    except ValueError as err:
+        fail(err, USAGE_ERROR)
+    try:
+        started = ensure_ray(spec.address or getattr(job.infer, "address", None))
         try:
             payload, _ = run_eval(job, run_infer)
         finally:
@@ -184,8 +228,8 @@ def run_eval_and_report(spec: Any) -> int:
                 import ray
 
                 ray.shutdown()
-    except (ConfigError, EvalError, UnsafePickleError, ValueError, FileNotFoundError) as err:
-        fail(err)
+    except (UnsafePickleError, ValueError, FileNotFoundError) as err:
+        fail(err, input_error_code(err))
     typer.echo(json.dumps(payload, indent=2, default=float))
     return 0
 
@@ -197,10 +241,8 @@ def run_tracking_eval_and_report(job: Any) -> int:
 
     try:
         _, report = run_tracking_eval(job)
-    except ResultsSchemaError as err:
-        fail(err, 2)
-    except (MotFormatError, FileNotFoundError, ValueError) as err:
-        fail(err)
+    except (ResultsSchemaError, MotFormatError, FileNotFoundError, ValueError) as err:
+        fail(err, input_error_code(err))
     o = report.overall
     typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "
                f"IDF1 {o['idf1']:.3f}  IDsw {int(o['num_switches'])}  FP {int(o['num_false_positives'])}  "

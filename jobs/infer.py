@@ -18,7 +18,7 @@ from typing import Protocol
 
 import torch
 
-from core.checkpoints import file_sha256
+from core.models import load_checkpoint
 from core.predictor import Predictor
 from jobs.config import InferConfig
 from jobs.track import TrackSummary, marker_name, settings_identity, track_in_place
@@ -103,6 +103,7 @@ def run_metadata(cfg: InferConfig, checkpoint_sha256: str) -> dict:
         "gender": cfg.gender,
         "save_verts": cfg.settings.save_verts,
         "camera": CAMERA_CONVENTION,
+        **({"hflip": True} if cfg.settings.hflip else {}),  # absent unless set: older outputs keep their identity
         "meshfleet_version": meshfleet_version(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -113,9 +114,10 @@ def job_identity(metadata: dict, cfg: InferConfig) -> dict:
     """What determines the rows -- the keys that must match for a rerun to continue an output.
     Not the inputs: a rerun with more inputs grows the job."""
     keys = ("model", "checkpoint_sha256", "bev_variant", "thresholds", "crowd", "root_align", "precision",
-            "gender", "save_verts")
+            "gender", "save_verts", "body_model_set")
     tracking = settings_identity(cfg.track) if cfg.track else None
-    return {**{k: metadata[k] for k in keys}, "schema_version": SCHEMA_VERSION,
+    flip = {"hflip": True} if metadata.get("hflip") else {}
+    return {**{k: metadata[k] for k in keys}, **flip, "schema_version": SCHEMA_VERSION,
             "images_per_unit": cfg.images_per_unit, "frames_per_chunk": cfg.frames_per_chunk, "tracking": tracking}
 
 
@@ -162,21 +164,25 @@ def run_infer(cfg: InferConfig, steps: Steps | None = None) -> RunSummary:
     steps.step(f"planning {len(cfg.inputs)} input{'s' if len(cfg.inputs) != 1 else ''}")
     items = expand_inputs(cfg.inputs)
     check_overlap(cfg.output, [item.uri for item in items])  # manifest entries too
-    digest = file_sha256(localize(cfg.checkpoint))
-    metadata = run_metadata(cfg, digest)
     use_ray = cfg.use_ray if cfg.use_ray is not None else ray_pays_off(cfg.address)
     if cfg.use_ray is None and not use_ray:
         steps.step(f"running in this process: on the embedded Ray of a {os.cpu_count()}-CPU machine without a GPU, "
                    "Ray adds start-up and scheduling and no parallelism (rows are identical; --ray uses it anyway)")
     starter = None
-    if use_ray and _work_likely(cfg, items, job_identity(metadata, cfg)):
+    if use_ray and _work_likely(cfg, items):
         where = f" (attaching to {cfg.address})" if cfg.address else ""
         steps.step(f"starting Ray{where} in the background")
         starter = RayStarter(cfg.address)  # meanwhile the model is loaded and the units planned
     try:
         steps.step("loading the model")
-        spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings, digest)
-        predictor = spec.build()  # fail early, naming a bad checkpoint or body-model file
+        # fail early, naming a bad checkpoint or body-model file; a meshfleet checkpoint brings its
+        # input size and root alignment, recorded in the results like any other setting
+        loaded = load_checkpoint(localize(cfg.checkpoint), cfg.model)
+        spec = ModelSpec(cfg.model, cfg.checkpoint, cfg.body_models, cfg.gender, cfg.settings,
+                         loaded.sha256).adopt(loaded)
+        cfg = replace(cfg, settings=spec.settings)
+        predictor = spec.build(loaded)
+        metadata = {**run_metadata(cfg, loaded.sha256), "body_model_set": predictor.body_models.name}
         summary, ledger = _run(cfg, steps, starter, spec, predictor, items, metadata)
     finally:
         if starter is not None:
@@ -199,14 +205,15 @@ def ray_pays_off(address: str | None) -> bool:
         (os.cpu_count() or 1) > SMALL_MACHINE_CPUS
 
 
-def _work_likely(cfg: InferConfig, items: list[InputItem], identity: dict) -> bool:
+def _work_likely(cfg: InferConfig, items: list[InputItem]) -> bool:
     """Whether this run will have units to run, guessed cheaply before the model loads (Ray is
-    started only then): not if the output's ledger is this job's, has every input with the same
-    content, and every unit committed -- nor if the output belongs to another job (refused)."""
+    started only then): not if the output holds an infer job that has every input with the same
+    content and every unit committed, nor if it holds another kind of job (refused). The identity
+    is checked once the model is loaded (it depends on what the checkpoint records)."""
     ledger = read_ledger(cfg.output)
     if cfg.overwrite or ledger is None:
         return True
-    if ledger.kind != "infer" or ledger.identity != identity:
+    if ledger.kind != "infer":
         return False
     if any(ledger.inputs.get(item.uri) != item.fingerprint for item in items):
         return True
@@ -216,7 +223,8 @@ def _work_likely(cfg: InferConfig, items: list[InputItem], identity: dict) -> bo
 def _run(cfg: InferConfig, steps: Steps, starter: RayStarter | None, spec: ModelSpec, predictor: Predictor,
          items: list[InputItem], metadata: dict) -> tuple[RunSummary, Ledger]:
     schema = with_metadata(results_schema(10 if cfg.model == "romp" else 11, with_verts=cfg.settings.save_verts,
-                                          with_age=cfg.model == "bev", with_tracking=cfg.track is not None), metadata)
+                                          with_age=cfg.model == "bev", with_tracking=cfg.track is not None,
+                                          num_verts=predictor.body_models.num_verts), metadata)
     ledger = claim_output(cfg.output, "infer", job_identity(metadata, cfg), cfg.overwrite)
     plan = plan_into(ledger, items, cfg)
     summary = RunSummary(inputs=len(items), added=len(plan.added), changed=len(plan.changed),
@@ -232,7 +240,8 @@ def _run(cfg: InferConfig, steps: Steps, starter: RayStarter | None, spec: Model
         starter.wait()
         gpus = cluster_gpus()
         stages = inference_stages(spec, cfg.resources, gpus)
-        runner = RayRunner(restart_actors=not starter.embedded, block_bytes=block_bytes(cfg.resources, gpus))
+        runner = RayRunner(restart_actors=not starter.embedded,
+                           block_bytes=block_bytes(cfg.resources, gpus, spec.input_size))
     else:
         stages = inference_stages(spec, cfg.resources, float(torch.cuda.device_count()))
         stages[-1] = _with_predictor(stages[-1], predictor)

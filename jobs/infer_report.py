@@ -19,7 +19,8 @@ import typer
 
 from jobs.progress import ProgressDisplay
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INPUTS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# 1 (the job failed) and 2 (jobs.cli_base.USAGE_ERROR, a usage or input error) come with `fail`
+EXIT_OK, EXIT_INPUTS_FAILED, EXIT_INTERRUPTED = 0, 3, 130
 SHOWN_FAILURES = 10
 RESUME = "rerun the same command to resume"
 
@@ -43,8 +44,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_infer_and_report(cfg: Any) -> int:
     from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError
-    from jobs.cli_common import console, fail
+    from core.smpl_pickle import BodyModelFileError, UnsafePickleError
+    from jobs.cli_common import console, fail, input_error_code
     from jobs.config import ConfigError
     from jobs.infer import Interrupted, run_infer
     from pipelines.jobstate import JobMismatchError, OutputOverlapError
@@ -63,12 +64,10 @@ def run_infer_and_report(cfg: Any) -> int:
         display.close()
         console.print(f"interrupted before any unit was committed — {RESUME}", highlight=False)
         return EXIT_INTERRUPTED
-    except OutputOverlapError as err:
+    except (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, JobMismatchError, OutputOverlapError,
+            ConfigError, ValueError) as err:
         display.close()
-        fail(err, EXIT_USAGE)
-    except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError) as err:
-        display.close()
-        fail(err)
+        fail(err, input_error_code(err))
     display.close()
     typer.echo(summary.line() + f"\nresults: {cfg.output}")
     return report_failures(summary)

@@ -32,9 +32,13 @@ import yaml
 from eval.common import EvalConfig
 from eval.job import EvalJob
 from eval.leaderboard_job import LeaderboardJob
+from eval.registry import default_split
 from eval.tracking_job import MotExportJob, TrackingEvalJob
-from jobs.config import InferConfig
+from jobs.config import InferConfig, with_checkpoint_names
+from jobs.pseudo_label import PseudoLabelConfig
+from jobs.synth import SynthConfig
 from jobs.track import TrackJob
+from pipelines.export import ExportJob
 
 
 class SpecError(ValueError):
@@ -43,20 +47,24 @@ class SpecError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
-    """``meshfleet eval``: the evaluation, where its outputs go, and optionally inference first."""
+    """``meshfleet eval``: the evaluation, where its outputs go, and optionally inference first.
+    ``address``: the Ray cluster for the evaluation's parallel work (and the inference, unless
+    ``infer.address`` says otherwise); None runs an embedded local Ray."""
 
     config: EvalConfig
     output_json: Path | None = None
     mlflow_uri: str | None = None
     use_mlflow: bool = True
     infer: InferConfig | None = None
+    address: str | None = None
 
     def job(self) -> EvalJob:
         return EvalJob(self.config, self.output_json, self.mlflow_uri, self.use_mlflow, self.infer)
 
 
 KINDS: dict[str, type] = {"infer": InferConfig, "eval": EvalSpec, "eval-tracking": TrackingEvalJob,
-                          "export-mot": MotExportJob, "leaderboard": LeaderboardJob, "track": TrackJob}
+                          "export-mot": MotExportJob, "export": ExportJob, "leaderboard": LeaderboardJob,
+                          "track": TrackJob, "synth": SynthConfig, "pseudo-label": PseudoLabelConfig}
 
 
 def _origin(tp: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -178,7 +186,23 @@ def parse_spec(data: dict, expected_kind: str | None = None) -> tuple[str, Any]:
     unknown = sorted(set(data) - {"kind", kind})
     if unknown:
         raise SpecError(f"{unknown[0]}: unknown key (a '{kind}' spec holds only 'kind' and '{kind}')")
-    return kind, from_dict(KINDS[kind], data.get(kind, {}), kind)
+    return kind, build(kind, data.get(kind, {}))
+
+
+def build(kind: str, section: Any) -> Any:
+    """The typed job of ``kind`` from its spec section, with the names that are derived where not
+    given: the model and BEV variant from the checkpoint file name (infer, and eval's inference),
+    the evaluated split (eval)."""
+    if isinstance(section, dict) and kind in ("infer", "pseudo-label"):
+        section = with_checkpoint_names(section)
+    if isinstance(section, dict) and kind == "eval":
+        section = dict(section)
+        if isinstance(section.get("infer"), dict):
+            section["infer"] = with_checkpoint_names(section["infer"])
+        config = section.get("config")
+        if isinstance(config, dict) and not config.get("split"):
+            section["config"] = {**config, "split": default_split(str(config.get("benchmark")), config.get("annots"))}
+    return from_dict(KINDS[kind], section, kind)
 
 
 def load_spec(path: str | Path, expected_kind: str | None = None) -> tuple[str, Any]:

@@ -9,6 +9,8 @@ demo and the tests generate look-alikes instead:
   body-like template (vertices scattered around a T-pose skeleton).
 * ``J_regressor_extra.npy``, ``J_regressor_h36m.npy``, ``smpl_kid_template.npy``.
 * ``ROMP.pkl`` / ``BEV.pth``: random-initialised state_dicts with the official keys.
+* :func:`labelled_stick_figures`: tiny training images with exact labels (posed bodies drawn as
+  stick figures) for the training tests and benchmarks.
 
 Results computed with these are not meaningful; they exercise every code path.
 """
@@ -26,7 +28,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from core.body_models import NUM_VERTS
+from core.body_models import NUM_VERTS, BodyModelSet
+from core.cameras import CANVAS, FOCAL_512
+from core.params import age_class
+from core.train.labels import NUM_BETAS, ImageLabels
 
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 T_POSE = np.array([
@@ -213,6 +218,67 @@ def draw_scene(height: int, width: int, people: int, seed: int = 0) -> np.ndarra
             cv2.line(image, (x, y - size // 4), (x + dx * size // 4, y), color, thick)
             cv2.line(image, (x, y + size // 8), (x + dx * size // 6, y + size // 2), color, thick)
     return image
+
+
+# -- labelled training images -----------------------------------------------------------------
+# Tiny images with exact labels for the training tests and benchmarks: posed SMPL-format bodies in
+# front of the canonical FOV-60 camera of the image, drawn as stick figures of their bones.
+
+UPRIGHT = np.array([np.pi, 0.0, 0.0])  # body y-up -> camera y-down
+
+
+def canonical_focal(height: int, width: int) -> float:
+    """Focal length (px) of the FOV-60 camera over the padded square of an h x w image."""
+    return FOCAL_512 / CANVAS * max(height, width)
+
+
+def random_people(rng: np.random.Generator, count: int, pose_scale: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(count, 72) thetas (upright, small random body pose) and (count, 11) betas (adults: no kid offset)."""
+    thetas = np.zeros((count, 72))
+    thetas[:, :3] = UPRIGHT + rng.normal(0.0, 0.1, (count, 3))
+    thetas[:, 3:66] = rng.normal(0.0, pose_scale, (count, 63))
+    betas = np.zeros((count, NUM_BETAS))
+    betas[:, :10] = rng.normal(0.0, 0.5, (count, 10))
+    return thetas, betas
+
+
+def labelled_stick_figures(body_models: BodyModelSet, rng: np.random.Generator, height: int, width: int,
+                           count: int, depth: tuple[float, float] = (4.0, 7.0)) -> tuple[np.ndarray, ImageLabels]:
+    """A BGR image of ``count`` posed SMPL-format bodies as stick figures (farther first, side by
+    side at ``depth`` metres), and their exact labels in the canonical camera of the image."""
+    thetas, betas = random_people(rng, count)
+    body = body_models.smpl(torch.from_numpy(betas[:, :10]).float(), torch.from_numpy(thetas).float())
+    joints_body = body.joints.numpy().astype(np.float64)
+    focal = canonical_focal(height, width)
+    centre = np.array([width / 2.0, height / 2.0])
+    trans = np.zeros((count, 3))
+    trans[:, 2] = np.sort(rng.uniform(*depth, count))[::-1]
+    trans[:, 0] = (np.linspace(-0.6, 0.6, count) if count > 1 else 0.0) * trans[:, 2] * width / (2 * focal)
+    trans[:, 1] = rng.uniform(-0.1, 0.1, count)
+    joints = joints_body + trans[:, None]
+    joints2d = joints[..., :2] / joints[..., 2:] * focal + centre
+    inside = (joints2d >= 0).all(-1) & (joints2d[..., 0] < width) & (joints2d[..., 1] < height)
+    image = np.full((height, width, 3), 40, np.uint8)
+    for k in range(count):  # far to near, so nearer people are drawn on top
+        colour = tuple(int(c) for c in rng.integers(80, 256, 3))
+        for child, parent in enumerate(SMPL_PARENTS):
+            if parent >= 0:
+                a, b = joints2d[k, child], joints2d[k, parent]
+                cv2.line(image, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), colour, 2)
+    lo, hi = joints2d.min(1), joints2d.max(1)
+    bbox = np.concatenate([np.clip(lo, 0, (width, height)), np.clip(hi, 0, (width, height))], 1)
+    flags = np.ones(count, bool)
+    labels = ImageLabels(
+        joints2d=joints2d.astype(np.float32), joints2d_visible=inside, joints3d=joints.astype(np.float32),
+        smpl_thetas=thetas.astype(np.float32), smpl_betas=betas.astype(np.float32),
+        cam_trans=trans.astype(np.float32), bbox=bbox.astype(np.float32),
+        depth_layer=np.argsort(np.argsort(trans[:, 2])).astype(np.int64),
+        age_class=age_class(torch.from_numpy(betas[:, 10])).numpy().astype(np.int64),
+        has_joints2d=flags, has_joints3d=flags.copy(),
+        has_smpl=flags.copy(), has_depth_layer=flags.copy(), has_age=flags.copy(),
+        weight=np.ones(count, np.float32), focal_px=focal, principal_point=centre.astype(np.float32),
+    )
+    return image, labels
 
 
 def write_video(path: str | Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:

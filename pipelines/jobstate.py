@@ -4,10 +4,12 @@ Every command that writes (infer, track, export mot, leaderboard, and the jobs t
 output with :func:`claim_output`. The output root then holds ``_meshfleet_job.json``, the job's
 **ledger**: its kind and identity (what determines its rows), the fingerprint of every input it
 has planned, every unit it planned (name -> what the unit covers), the other files it writes
-(``files``) and one record per run. A name enters the ledger -- and the ledger is saved -- *before*
-the file can exist, so the job can always prove what it wrote:
+(``files``), the sub-folders it creates and writes whole (``folders``: a job whose file names are
+only known as it makes them, e.g. synth's images and masks) and one record per run. A name enters
+the ledger -- and the ledger is saved -- *before* the file can exist, so the job can always prove what it wrote:
 
     owned files = the job file + the unit files and other files it names (+ their temporary names)
+                  + everything under the folders it names
 
 and nothing else under an output is ever removed.
 
@@ -102,7 +104,8 @@ def check_overlap(output: str, inputs: Iterable[str]) -> None:
 class Ledger:
     """The job file of an owned output. ``units``: unit name -> its description (what the unit
     covers; for infer a :class:`pipelines.units.WorkUnit` as a dict); ``inputs``: input URI -> its
-    fingerprint when last planned; ``files``: other owned files, relative to the output."""
+    fingerprint when last planned; ``files``: other owned files, relative to the output;
+    ``folders``: owned sub-folders (relative), every file under them the job's."""
 
     output: str
     kind: str
@@ -111,11 +114,12 @@ class Ledger:
     units: dict[str, dict] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
 
     # -- persistence
     def to_json(self) -> bytes:
         data = {"meshfleet_job": LEDGER_FORMAT, "kind": self.kind, "identity": self.identity, "runs": self.runs,
-                "inputs": self.inputs, "units": self.units, "files": self.files}
+                "inputs": self.inputs, "units": self.units, "files": self.files, "folders": self.folders}
         return json.dumps(data, indent=1, sort_keys=True).encode()
 
     def save(self) -> None:
@@ -137,16 +141,18 @@ class Ledger:
         names = set(self.units) | set(self.files)
         patterns = [temporary_names_of(posixpath.basename(n)) for n in names]
         owned = {p for p in present if p in names or p == JOB_FILE}
+        owned.update(p for p in present if any(p.startswith(folder.rstrip("/") + "/") for folder in self.folders))
         temporary = [p for p in present if posixpath.basename(p).startswith(".") and p.endswith(".tmp")]
         owned.update(p for p in temporary if any(fnmatch.fnmatch(posixpath.basename(p), pat) for pat in patterns))
         return sorted(owned)
 
     # -- changes (the ledger is saved before any file it names is written)
     def declare(self, units: dict[str, dict] | None = None, inputs: dict[str, str] | None = None,
-                files: Sequence[str] = ()) -> None:
+                files: Sequence[str] = (), folders: Sequence[str] = ()) -> None:
         self.units.update(units or {})
         self.inputs.update(inputs or {})
         self.files.extend(f for f in files if f not in self.files)
+        self.folders.extend(f for f in folders if f not in self.folders)
         self.save()
 
     def forget(self, names: Iterable[str]) -> None:
@@ -212,7 +218,7 @@ def read_ledger(output: str) -> Ledger | None:
         units: dict[str, dict] = {p: {} for p in _listing(output) if LEGACY_UNIT_NAME.match(p)}
         return Ledger(output, "infer (format 1)", data, units=units)
     return Ledger(output, data["kind"], data["identity"], data.get("inputs", {}), data.get("units", {}),
-                  data.get("files", []), data.get("runs", []))
+                  data.get("files", []), data.get("runs", []), data.get("folders", []))
 
 
 def _differences(old: dict, new: dict) -> list[str]:

@@ -1,8 +1,17 @@
-"""Input discovery and decoding: image files, folders, globs, manifests and videos, local or s3://.
+"""Input discovery and image decoding: files, folders, globs and manifests, local or s3://.
 
-Discovery never aborts on a bad input: a missing file or object becomes an item of kind
-``missing`` carrying its error, so that the job records it as an error row and carries on.
-Decoding failures raise :class:`InputError` naming the input.
+Videos are probed and decoded in :mod:`pipelines.video`.
+
+Discovery never aborts on a bad listed input: a missing file or object, or a manifest line that
+names no image or video, becomes an item of kind ``missing`` carrying its error, so that the job
+records it as an error row and carries on. What the user typed is checked strictly: a path that
+does not exist (and is not a media file), a glob or folder with nothing usable, a ``.txt`` that is
+not a manifest raise :class:`InputError`, as do decoding failures, naming the input.
+
+A ``.txt`` manifest lists one image or video per line (blank lines and ``#`` comments skipped). It
+is refused as "not a manifest" when a line reads as prose (holds a space and does not end in a
+media extension) or when no line names an image or video; a single-word line with another
+extension becomes an error row.
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -25,7 +34,6 @@ from pipelines.storage import (
     normalise,
     read_bytes,
     url_to_fs,
-    video_url,
     with_retries,
 )
 
@@ -68,10 +76,16 @@ def read_manifest(uri: str) -> list[str]:
     """URIs listed in a .txt (one per line, # comments), .csv or .parquet (column ``uri`` or the
     first column) manifest; relative entries are resolved against the manifest's folder."""
     ext = os.path.splitext(uri)[1].lower()
-    data = read_bytes(uri)
+    try:
+        data = read_bytes(uri)
+    except FileNotFoundError as err:
+        raise InputError(f"{uri}: does not exist") from err
+    except OSError as err:
+        raise InputError(f"{uri}: cannot read manifest ({err.strerror or err})") from err
     if ext == ".txt":
-        entries = [line.strip() for line in data.decode().splitlines()]
+        entries = [line.strip() for line in data.decode(errors="replace").splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
+        _check_text_manifest(uri, entries)
     elif ext == ".csv":
         rows = [r for r in csv.reader(io.StringIO(data.decode())) if r]
         header = [c.strip().lower() for c in rows[0]] if rows else []
@@ -84,6 +98,17 @@ def read_manifest(uri: str) -> list[str]:
         entries = [str(v) for v in table.column(name).to_pylist() if v]
     base = uri.rsplit("/", 1)[0] if "/" in uri else "."
     return [e if ("://" in e or os.path.isabs(e)) else join(base, e) for e in entries]
+
+
+def _check_text_manifest(uri: str, entries: list[str]) -> None:
+    """Refuse a .txt that is not a list of paths (see the module doc for the rule)."""
+    prose = next((e for e in entries if any(c.isspace() for c in e) and kind_of(e) is None), None)
+    if prose is not None:
+        raise InputError(f"{uri}: not a manifest (the line {prose[:40]!r} is not a path); a .txt manifest "
+                         "lists one image or video per line")
+    if not any(kind_of(e) for e in entries):
+        raise InputError(f"{uri}: not a manifest (no line names an image or video: "
+                         f"{' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[InputItem]:
@@ -105,7 +130,7 @@ def _expand_one(raw: str) -> list[InputItem]:
             raise InputError(f"{raw}: glob matches no images or videos")
         return found
     if os.path.splitext(uri)[1].lower() in MANIFEST_EXTS:
-        return [_single(entry) for entry in read_manifest(uri)]
+        return [_manifest_entry(entry, raw) for entry in read_manifest(uri)]
     if with_retries(lambda: fs.isdir(path), f"stat {uri}"):
         found = _listed(uri, with_retries(lambda: fs.find(path, detail=True), f"list {uri}"))
         if not found:
@@ -120,16 +145,28 @@ def _listed(uri: str, listing: dict[str, dict]) -> list[InputItem]:
             for p in sorted(listing) if (k := kind_of(p)) and listing[p].get("type", "file") == "file"]
 
 
+def _manifest_entry(entry: str, manifest: str) -> InputItem:
+    """A manifest entry; one that names no image or video is an error row, not an abort."""
+    if kind_of(entry) is None:
+        return InputItem(normalise(entry), "missing", f"{entry}: not an image or video (listed in {manifest}; "
+                                                      f"known: {' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+    return _single(entry)
+
+
 def _single(uri: str) -> InputItem:
     uri = normalise(uri)
     kind = kind_of(uri)
-    if kind is None:
-        raise InputError(f"{uri}: not an image, video or manifest "
-                         f"(known: {sorted(IMAGE_EXTS | VIDEO_EXTS | MANIFEST_EXTS)})")
     fs, path = url_to_fs(uri)
     try:
         info = with_retries(lambda: fs.info(path), f"stat {uri}")
     except FileNotFoundError:
+        info = None
+    if kind is None:
+        if info is None:
+            raise InputError(f"{uri}: does not exist")
+        raise InputError(f"{uri}: not an image, video or manifest "
+                         f"(known: {' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS | MANIFEST_EXTS))})")
+    if info is None:
         return InputItem(uri, "missing", f"{uri}: not found")
     return InputItem(uri, kind, fingerprint=fingerprint(info))
 
@@ -154,71 +191,3 @@ def read_image(uri: str) -> np.ndarray:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__
         raise InputError(f"{uri}: cannot read ({reason})") from err
     return decode_image(data, uri)
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    frames: int
-    fps: float
-    height: int
-    width: int
-
-
-def probe_video(uri: str) -> VideoInfo:
-    """Open a video and read its frame count, rate and size (InputError if unreadable)."""
-    try:
-        source = video_url(uri)
-    except OSError as err:
-        raise InputError(f"{uri}: cannot open video ({err})") from err
-    if is_local(uri) and not os.path.isfile(source):
-        raise InputError(f"{uri}: video not found")
-    cap = cv2.VideoCapture(source)
-    try:
-        if not cap.isOpened():
-            raise InputError(f"{uri}: cannot open video (missing, corrupt or unsupported codec)")
-        info = VideoInfo(
-            frames=int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-            fps=float(cap.get(cv2.CAP_PROP_FPS)) or 0.0,
-            height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        )
-    finally:
-        cap.release()
-    if info.frames <= 0 or info.width <= 0:
-        raise InputError(f"{uri}: video reports no frames (truncated or corrupt?)")
-    return info
-
-
-@dataclass
-class DecodedFrame:
-    """A decoded video frame, or the reason frames from here on could not be decoded."""
-
-    index: int
-    timestamp: float | None
-    image: np.ndarray | None
-    error: str | None = None
-
-
-def iter_video_frames(uri: str, start: int = 0, stop: int | None = None,
-                      info: VideoInfo | None = None) -> Iterator[DecodedFrame]:
-    """Frames [start, stop) of a video, seeking to ``start`` (no temporary JPEG folders).
-
-    If decoding fails before ``stop``, one frame carrying the error (for frames ``index`` to
-    ``stop - 1``) is yielded and iteration ends: the rest of a truncated video cannot be read.
-    """
-    info = info or probe_video(uri)
-    stop = info.frames if stop is None else min(stop, info.frames)
-    cap = cv2.VideoCapture(video_url(uri))
-    try:
-        if start > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        for index in range(start, stop):
-            ok, frame = cap.read()
-            stamp = index / info.fps if info.fps > 0 else None
-            if not ok or frame is None:
-                yield DecodedFrame(index, stamp, None, f"{uri}: cannot decode frames {index}-{stop - 1} "
-                                                       f"of {info.frames} (truncated or corrupt video)")
-                return
-            yield DecodedFrame(index, stamp, frame)
-    finally:
-        cap.release()

@@ -38,8 +38,10 @@ SMOOTHED = ("smpl_thetas", "smpl_betas", "cam", "cam_trans")  # columns that tra
 
 
 def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = False,
-                   with_tracking: bool = False) -> pa.Schema:
+                   with_tracking: bool = False, num_verts: int = NUM_VERTS) -> pa.Schema:
     """Arrow schema of a results file for a model with ``num_betas`` shape coefficients.
+
+    ``num_verts``: vertices per person in ``verts`` (the body-model set's; 6890 for SMPL).
 
     ``with_tracking`` adds ``<name>_smoothed`` for the columns in ``SMOOTHED`` (filled by tracking;
     equal to the raw values for people without a track id).
@@ -65,7 +67,7 @@ def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = Fa
     if with_age:
         fields.append(pa.field("age_class", pa.int8()))
     if with_verts:
-        fields.append(pa.field("verts", _fixed(f32, NUM_VERTS, 3)))
+        fields.append(pa.field("verts", _fixed(f32, num_verts, 3)))
     if with_tracking:
         sizes = {"smpl_thetas": 72, "smpl_betas": num_betas, "cam": 3, "cam_trans": 3}
         fields.extend(pa.field(f"{name}_smoothed", _fixed(f32, sizes[name])) for name in SMOOTHED)

@@ -24,12 +24,12 @@ import numpy as np
 import pyarrow as pa
 
 from core import crowd
-from core.cameras import CANVAS
 from core.predictor import ImagePreparer, Predictor, PreparedBatch, PreparedImage
-from pipelines.readers import InputError, iter_video_frames, read_image
+from pipelines.readers import InputError, read_image
 from pipelines.schema import prediction_columns
 from pipelines.storage import join, read_parquet, table_to_bytes, write_bytes_atomic
 from pipelines.units import WorkUnit
+from pipelines.video import iter_video_frames
 
 Batch = dict[str, np.ndarray]
 IMAGE_READ_THREADS = 4
@@ -79,7 +79,8 @@ class FrameRows:
             batch["offsets"] = np.stack([p.offsets for p in prepared]).astype(np.float32)
             batch["crop"] = np.stack([p.crop for p in prepared]).astype(np.int64)
         else:
-            batch["views"] = np.zeros((n, 0, CANVAS, CANVAS, 3), np.uint8)
+            size = self.preparer.input_size
+            batch["views"] = np.zeros((n, 0, size, size, 3), np.uint8)
             batch["offsets"] = np.zeros((n, 0, 3), np.float32)
             batch["crop"] = np.zeros((n, 0), np.int64)
         return batch

@@ -134,14 +134,6 @@ def file_fingerprint(uri: str) -> str:
     return fingerprint(with_retries(lambda: fs.info(path), f"stat {uri}"))
 
 
-def video_url(uri: str, expires_s: int = 24 * 3600) -> str:
-    """Something OpenCV's FFmpeg can open and seek: a local path, or a presigned HTTP(S) URL."""
-    if is_local(uri):
-        return url_to_fs(uri)[1]
-    fs, path = url_to_fs(uri)
-    return with_retries(lambda: fs.url(path, expires=expires_s), f"sign {uri}")
-
-
 def _download(fs: AbstractFileSystem, path: str) -> bytes:
     return with_retries(lambda: fs.cat_file(path), f"download {path}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,14 @@ DEFAULT_FPS = 30.0  # frame rate assumed for a video whose rows carry no timesta
 class TrackingSettings:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+
+
+def fps_of(frames: np.ndarray, stamps: np.ndarray) -> float:
+    """A video's frame rate from its rows' frame indices and timestamps (seconds; NaN or <= 0 where
+    unknown): the median of frame / timestamp, or DEFAULT_FPS when no row has a timestamp."""
+    stamps = np.asarray(stamps, np.float64)
+    ok = np.isfinite(stamps) & (stamps > 0)
+    return float(np.median(frames[ok] / stamps[ok])) if ok.any() else DEFAULT_FPS
 
 
 def centers_of(cam: np.ndarray, model: str) -> np.ndarray:
@@ -58,9 +66,8 @@ class VideoTracker:
 
     def _fps(self, frames: np.ndarray, stamps: np.ndarray) -> float:
         if self.fps is None:
-            ok = np.isfinite(stamps) & (stamps > 0)
-            if ok.any():
-                self.fps = float(np.median(frames[ok] / stamps[ok]))
+            if (np.isfinite(stamps) & (stamps > 0)).any():
+                self.fps = fps_of(frames, stamps)
             elif (frames > 0).any():  # frame 0 alone (timestamp 0) does not tell the rate yet
                 self.fps, self.assumed_fps = self.fallback_fps, True
         return self.fps if self.fps is not None else self.fallback_fps
@@ -76,6 +83,8 @@ class VideoTracker:
         valid = table.column("error").is_null().to_numpy(zero_copy_only=False)
         stamps = table.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
         fps = self._fps(frames, np.nan_to_num(stamps, nan=-1.0))
+        if self.tracker.frame == 0:  # the lost-track buffer is in frames at 30 fps: scale it to this video's rate
+            self.tracker = ByteTracker3D(replace(self.tracker.config, frame_rate=fps))
         arrays = {name: column_array(table, name) for name in SMOOTHED}
         conf = table.column("center_conf").to_numpy(zero_copy_only=False).astype(np.float64)
         track_ids = np.full(n, -1, np.int64)

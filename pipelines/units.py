@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from pipelines.readers import InputError, InputItem, VideoInfo, probe_video
+from pipelines.readers import InputError, InputItem
+from pipelines.video import VideoInfo, probe_video
 
 UNIT_SUFFIX = ".parquet"
 

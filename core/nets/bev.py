@@ -1,9 +1,14 @@
-"""BEV (HRNet-32): front-view center/camera maps lifted to a 64x128x128 depth-height-width volume.
+"""BEV: front-view center/camera maps lifted to a depth-height-width volume (official: HRNet-32,
+64x128x128).
 
 The network itself stops at dense maps (:meth:`BEVNet.forward_maps`); peak parsing lives in
 :mod:`core.centers`, and :meth:`BEVNet.regress_params` samples the per-person feature at the
 parsed 3D center and runs the MLP ("transformer") head -- the same split as the official
 ``BEVv1.forward``, whose parsing step sits between the two halves.
+
+Backbone, input size, map size M and head width come from a :class:`~core.nets.config.NetworkConfig`
+(default: the released model). The depth bins follow the official anchor rule for M
+(:func:`cam3d_anchors`: 64 bins at M = 128, 32 at M = 64).
 """
 
 from __future__ import annotations
@@ -14,17 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.nets.backbones import build_backbone
 from core.nets.blocks import BN_MOMENTUM, BasicBlock, BasicBlock1D, BasicBlock3D
-from core.nets.hrnet import HRNet32
+from core.nets.config import NetworkConfig
 
 BEV_MAP_SIZE = 128
 BEV_DEPTH_BINS = 64
 BEV_FEATURE_DIM = 128
 BEV_PARAM_DIM = 22 * 6 + 11  # 143 regressed by the MLP; the 3 camera values come from the maps
+BV_CHANNELS = 16  # bird's-eye-view feature channels (official bv_pre_layers)
 
 
 def cam3d_anchors(fov_deg: float = 60.0, map_size: int = BEV_MAP_SIZE) -> np.ndarray:
-    """(64,) float64 camera-scale anchors of the depth bins, nearest (s = 8) to farthest.
+    """(D,) float64 camera-scale anchors of the depth bins, nearest (s = 8) to farthest (D = 64 at 128).
 
     Depth levels 1, 10, 20, 100 m get (2, 25, 3, 2)/64 of the bins; within a level, s moves
     linearly from the previous level's scale to ``1 / tan(fov/2) / depth``.
@@ -60,12 +67,12 @@ def _head(in_ch: int, width: int, out_ch: int | None) -> nn.Sequential:
 
 @dataclass
 class BEVMaps:
-    """Dense outputs of the BEV network for a batch of B images.
+    """Dense outputs of the BEV network for a batch of B images (official D = 64, M = 128, C = 128).
 
-    center_3d: (B, 64, 128, 128) depth-height-width body-center confidence (raw, no sigmoid).
-    cam_3d:    (B, 3, 64, 128, 128) camera (s, y, x) at every voxel.
-    features:  (B, 128, 128, 128) front-view person features for the MLP head.
-    center_fv: (B, 1, 128, 128) front-view center map.
+    center_3d: (B, D, M, M) depth-height-width body-center confidence (raw, no sigmoid).
+    cam_3d:    (B, 3, D, M, M) camera (s, y, x) at every voxel.
+    features:  (B, C, M, M) front-view person features for the MLP head.
+    center_fv: (B, 1, M, M) front-view center map.
     """
 
     center_3d: torch.Tensor
@@ -75,54 +82,64 @@ class BEVMaps:
 
 
 class BEVNet(nn.Module):
-    """BEV v1 (``BEV.pth`` / ``BEV_ft_agora.pth``): 35.9M parameters."""
+    """BEV v1 (``BEV.pth`` / ``BEV_ft_agora.pth``): 35.9M parameters as released."""
 
     cam3d_anchors: torch.Tensor
     coordmap_3d: torch.Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
-        self.backbone = HRNet32()
-        c = HRNet32.out_channels
-        self.position_embeddings = nn.Embedding(BEV_MAP_SIZE, BEV_FEATURE_DIM, padding_idx=0)
+        self.config = config or NetworkConfig.official("bev")
+        if self.config.model != "bev":
+            raise ValueError(f"BEVNet needs a bev config, not {self.config.model!r}")
+        size, width = self.config.map_size, self.config.head_width
+        self.map_size = size
+        self.backbone = build_backbone(self.config.backbone)
+        c = self.backbone.out_channels
+        anchors = torch.from_numpy(cam3d_anchors(map_size=size)).float()
+        self.depth_bins = int(anchors.numel())
+        self.position_embeddings = nn.Embedding(size, width, padding_idx=0)
         self.transformer = nn.Sequential(
-            nn.Linear(BEV_FEATURE_DIM, 512), nn.ReLU(inplace=True), nn.Dropout(0.2),
+            nn.Linear(width, 512), nn.ReLU(inplace=True), nn.Dropout(0.2),
             nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.2),
             nn.Linear(512, BEV_PARAM_DIM),
         )
-        anchors = torch.from_numpy(cam3d_anchors()).float()
         self.register_buffer("cam3d_anchors", anchors, persistent=False)
-        self.register_buffer("coordmap_3d", coord_volume(anchors))
-        self.det_head = _head(c, 128, 1 + 3)
-        self.param_head = _head(c, 128, None)
-        bv = BEV_MAP_SIZE // 8
+        self.register_buffer("coordmap_3d", coord_volume(anchors, size))
+        self.det_head = _head(c, width, 1 + 3)
+        self.param_head = _head(c, width, None)
+        bv = BV_CHANNELS
         self.bv_pre_layers = nn.Sequential(
             nn.Conv2d(c, bv, 1, 1, 0), nn.BatchNorm2d(bv, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
             nn.Conv2d(bv, bv, 3, 1, 1), nn.BatchNorm2d(bv, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
             nn.Conv2d(bv, bv, 1, 1, 0), nn.BatchNorm2d(bv, momentum=BN_MOMENTUM), nn.ReLU(inplace=True),
         )
         self.bv_out_layers = nn.Sequential(
-            BasicBlock1D((bv + 1 + 3) * BEV_MAP_SIZE, 512),
+            BasicBlock1D((bv + 1 + 3) * size, 512),
             BasicBlock1D(512, 512),
-            BasicBlock1D(512, BEV_DEPTH_BINS * 2),
+            BasicBlock1D(512, self.depth_bins * 2),
         )
         self.center_map_refiner = nn.Sequential(BasicBlock3D(1))
         self.cam_map_refiner = nn.Sequential(BasicBlock3D(3))
 
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
+
     def forward_maps(self, images: torch.Tensor) -> BEVMaps:
-        """(B, 512, 512, 3) RGB [0, 255] -> dense :class:`BEVMaps`."""
+        """(B, S, S, 3) RGB [0, 255] -> dense :class:`BEVMaps` (S = input size, official 512)."""
         x = self.backbone(images)
         fv = self.det_head(x)
         center_fv, cam_offset_fv = fv[:, :1], fv[:, 1:4]
 
         # bird's-eye view: fold H into channels, run 1D convs along the image width
         feats = self.bv_pre_layers(x)
-        b, size = x.shape[0], BEV_MAP_SIZE
+        b, size, depth = x.shape[0], self.map_size, self.depth_bins
         folded = torch.cat([center_fv, cam_offset_fv, feats], dim=1).reshape(b, -1, size)
         bv = self.bv_out_layers(folded)
-        center_bv, cam_offset_bv = bv[:, :BEV_DEPTH_BINS], bv[:, BEV_DEPTH_BINS:]
+        center_bv, cam_offset_bv = bv[:, :depth], bv[:, depth:]
 
-        center_3d = center_fv.expand(-1, BEV_DEPTH_BINS, -1, -1) * center_bv.unsqueeze(2)
+        center_3d = center_fv.expand(-1, depth, -1, -1) * center_bv.unsqueeze(2)
         center_3d = self.center_map_refiner(center_3d.unsqueeze(1)).squeeze(1)
 
         # (B,3,H,W) -> (B,1,H,W,3), broadcast over depth; the BV offset goes to channel 2 (x),
@@ -137,18 +154,18 @@ class BEVNet(nn.Module):
     ) -> torch.Tensor:
         """Per-person parameters (N, 146) = [cam (3), MLP(feature + depth embedding) (143)].
 
-        features: (B, 128, 128, 128); cams: (N, 3) sampled (s, y, x); batch_ids: (N,) int64.
+        features: (B, C, M, M); cams: (N, 3) sampled (s, y, x); batch_ids: (N,) int64.
         The feature location is re-derived from the camera: depth bin = nearest anchor to s,
-        (y, x) -> 128-grid, clamped to [1, 127] as the official code does.
+        (y, x) -> M-grid, clamped to [1, M - 1] as the official code does.
         """
-        czyx = cam_to_center_index(cams, self.cam3d_anchors)
+        czyx = cam_to_center_index(cams, self.cam3d_anchors, self.map_size)
         sampled = features[batch_ids, :, czyx[:, 1], czyx[:, 2]]
         embedded = sampled + self.position_embeddings(czyx[:, 0])
         return torch.cat([cams, self.transformer(embedded)], dim=1)
 
 
 def cam_to_center_index(cams: torch.Tensor, anchors: torch.Tensor, size: int = BEV_MAP_SIZE) -> torch.Tensor:
-    """(N, 3) cameras (s, y, x) -> (N, 3) int64 voxel (z, y, x) on the 64x128x128 volume.
+    """(N, 3) cameras (s, y, x) -> (N, 3) int64 voxel (z, y, x) on the D x size x size volume.
 
     Mirrors the official float round trip: z is normalised as argmin/128*2-1, then every axis
     goes through ((v + 1) / 2 * size).clamp(1, size - 1).long().

@@ -12,6 +12,15 @@ from torch import nn
 BN_MOMENTUM = 0.1
 
 
+class Backbone(nn.Module):
+    """A feature extractor: (B, H, W, 3) RGB [0, 255] -> (B, out_channels, H/4, W/4).
+
+    ``channels_last`` runs its convolutions NHWC (set by the Predictor on CUDA)."""
+
+    out_channels: int = 0
+    channels_last: bool = False
+
+
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False)
 

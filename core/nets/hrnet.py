@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.nets.blocks import BN_MOMENTUM, BasicBlock, Bottleneck
+from core.nets.blocks import BN_MOMENTUM, Backbone, BasicBlock, Bottleneck
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.ModuleList:
     return nn.ModuleList(layers)
 
 
-class HRNet32(nn.Module):
+class HRNet32(Backbone):
     """HRNet-W32 backbone, 28.5M parameters; keys match the official ``backbone.*`` entries."""
 
     out_channels = 32

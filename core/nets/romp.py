@@ -1,8 +1,12 @@
-"""ROMP (HRNet-32): a body-center heatmap and a dense parameter map, both 64x64.
+"""ROMP: a body-center heatmap and a dense parameter map (official: HRNet-32, both 64x64).
 
 ``params_maps`` channels: 3 camera (s, tx, ty) + 6 global-orient 6D + 21x6 body-pose 6D + 10 betas.
 The camera scale channel is returned raw; ``1.1 ** raw`` is applied by the parser, as in the
 official pip package (which moved it out of the graph for TensorRT).
+
+The backbone, input and map sizes come from a :class:`~core.nets.config.NetworkConfig`; the
+default is the released model. Each head starts with one 3x3 conv per halving of the feature map
+(stride 2; stride 1 when maps and features have the same size, the official ``_get_trans_cfg``).
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.nets.backbones import build_backbone
 from core.nets.blocks import BN_MOMENTUM, BasicBlock
-from core.nets.hrnet import HRNet32
+from core.nets.config import NetworkConfig
 
 ROMP_CAM_DIM = 3
 ROMP_POSE_DIM = 22 * 6
@@ -28,41 +33,53 @@ def coord_maps(size: int) -> torch.Tensor:
     return torch.cat([xx, yy], dim=1)
 
 
-def _romp_head(in_ch: int, out_ch: int, width: int = 64, num_blocks: int = 2) -> nn.Sequential:
-    """stride-2 conv (128 -> 64 map) + BN + ReLU, ``num_blocks`` BasicBlocks, 1x1 output conv."""
-    return nn.Sequential(
-        nn.Sequential(
-            nn.Conv2d(in_ch, width, kernel_size=3, stride=2, padding=1),
+def _romp_head(in_ch: int, out_ch: int, width: int, num_blocks: int, strides: tuple[int, ...]) -> nn.Sequential:
+    """3x3 conv(s) + BN + ReLU (one per entry of ``strides``), ``num_blocks`` BasicBlocks, 1x1 output conv."""
+    layers: list[nn.Module] = []
+    for stride in strides:
+        layers.append(nn.Sequential(
+            nn.Conv2d(in_ch, width, kernel_size=3, stride=stride, padding=1),
             nn.BatchNorm2d(width, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
-        ),
-        nn.Sequential(*[nn.Sequential(BasicBlock(width, width)) for _ in range(num_blocks)]),
-        nn.Conv2d(width, out_ch, kernel_size=1),
-    )
+        ))
+        in_ch = width
+    layers.append(nn.Sequential(*[nn.Sequential(BasicBlock(width, width)) for _ in range(num_blocks)]))
+    layers.append(nn.Conv2d(width, out_ch, kernel_size=1))
+    return nn.Sequential(*layers)
 
 
 class ROMPNet(nn.Module):
-    """ROMP v1: HRNet-32 + CoordConv + three heads (params, center, camera)."""
+    """ROMP v1: backbone + CoordConv + three heads (params, center, camera); 29.0M parameters as released."""
 
     coordmaps: torch.Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
-        self.backbone = HRNet32()
-        in_ch = HRNet32.out_channels + 2
+        self.config = config or NetworkConfig.official("romp")
+        if self.config.model != "romp":
+            raise ValueError(f"ROMPNet needs a romp config, not {self.config.model!r}")
+        cfg = self.config
+        self.backbone = build_backbone(cfg.backbone)
+        in_ch = self.backbone.out_channels + 2
+        width, blocks, strides = cfg.head_width, cfg.head_blocks, cfg.head_strides
         # index 0 is empty (None) in the official model; keys are final_layers.{1,2,3}.*
         self.final_layers = nn.ModuleList(
             [
                 nn.Identity(),
-                _romp_head(in_ch, ROMP_POSE_DIM + ROMP_BETA_DIM),
-                _romp_head(in_ch, 1),
-                _romp_head(in_ch, ROMP_CAM_DIM),
+                _romp_head(in_ch, ROMP_POSE_DIM + ROMP_BETA_DIM, width, blocks, strides),
+                _romp_head(in_ch, 1, width, blocks, strides),
+                _romp_head(in_ch, ROMP_CAM_DIM, width, blocks, strides),
             ]
         )
-        self.register_buffer("coordmaps", coord_maps(128), persistent=False)
+        self.register_buffer("coordmaps", coord_maps(cfg.feature_size), persistent=False)
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 512, 512, 3) RGB [0, 255] -> center_maps (B, 1, 64, 64), params_maps (B, 145, 64, 64)."""
+        """(B, S, S, 3) RGB [0, 255] -> center_maps (B, 1, M, M), params_maps (B, 145, M, M);
+        S = input size, M = map size (official 512 and 64)."""
         x = self.backbone(images)
         x = torch.cat([x, self.coordmaps.to(x.dtype).expand(x.shape[0], -1, -1, -1)], dim=1)
         params = self.final_layers[1](x)

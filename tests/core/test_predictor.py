@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -154,7 +156,11 @@ def test_explicit_thresholds_win_over_crowd_defaults(bev_net, body_models):
 
 
 def test_no_detection_gives_empty_columns(romp_net, body_models, scenes):
-    out = Predictor(romp_net, body_models, PredictorSettings(device="cpu", center_thresh=1e6)).predict(scenes[:2])
+    silent = copy.deepcopy(romp_net)  # a center head whose last conv outputs -10 everywhere: no peak passes
+    last = silent.final_layers[2][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, -10.0)
+    out = Predictor(silent, body_models, PredictorSettings(device="cpu", center_thresh=1.0)).predict(scenes[:2])
     assert len(out) == 0
     assert out.joints.shape == (0, 71, 3) and out.smpl_betas.shape == (0, 10)
     assert out.image_hw.tolist() == [[240, 320], [200, 150]]
@@ -183,3 +189,19 @@ def test_gpu_fp32_and_bf16_match_cpu(romp_net, body_models, scenes, romp_out):
     bf16 = Predictor(romp_net, body_models, PredictorSettings(device="cuda", precision="bf16")).predict(scenes)
     assert len(bf16) > 0 and np.isfinite(bf16.joints).all()
     Predictor(romp_net, body_models, PredictorSettings(device="cpu"))  # move back for other tests
+
+
+@pytest.mark.parametrize("kind", ["romp", "bev"])
+def test_compact_network_at_another_input_size(kind, body_models, scenes):
+    """A meshfleet ``small`` network at 128 px input (16^2 / 32^2 maps) runs the same pipeline."""
+    from core.models import build_network
+    from core.nets.config import NetworkConfig
+
+    torch.manual_seed(0)
+    net = build_network(NetworkConfig(kind, "small", 128))
+    predictor = Predictor(net, body_models, PredictorSettings(device="cpu", center_thresh=0.0, root_align=True))
+    prepared = predictor.prepare(scenes[:2])
+    assert prepared.inputs.shape == (2, 128, 128, 3)
+    out = predictor.run(prepared)
+    _check_columns(out, 10 if kind == "romp" else 11)
+    assert set(out.image_index.tolist()) == {0, 1}

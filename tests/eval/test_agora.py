@@ -189,6 +189,7 @@ def test_fixed_metrics_by_hand(scene):
     kid_mpjpe = 20 / 24  # root = joint 0: only joint 1 is off, by 20 mm; vertices exact
     assert m["mpjpe"] == pytest.approx((50 / 24 + kid_mpjpe) / 2, abs=1e-4)
     assert m["mve"] == pytest.approx((10.0 + 0.0) / 2, abs=1e-4)
+    assert m["pa_mpjpe"] > 0.0
     assert m["nmje"] == pytest.approx((50 / 24 + kid_mpjpe) / 2 / 0.5, abs=1e-4)
     assert m["nmve"] == pytest.approx(10.0, abs=1e-4)
     assert m["kid_precision"] == pytest.approx(1 / 3) and m["kid_recall"] == 1.0 and m["kid_f1"] == pytest.approx(0.5)
@@ -558,3 +559,13 @@ def test_bad_zip_members_name_the_zip_and_member(scene, tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(EvalError, match=r"broken\.zip: not a readable zip"):
         run(scene, "official", str(tmp_path / "broken.zip"))
+
+
+def test_pa_mpjpe_is_the_mean_over_counted_matched_people_under_the_fixed_protocol_only():
+    from eval.agora import summarize
+
+    records = pd.DataFrame({"counted": [True, True, True, False], "missed": [False, False, True, False],
+                            "kid": [False] * 4, "mpjpe": [10.0, 20.0, np.nan, 5.0], "mve": [1.0, 2.0, np.nan, 3.0],
+                            "pa_mpjpe": [4.0, 8.0, np.nan, 100.0]})
+    assert summarize(records, 0, "fixed")["pa_mpjpe"] == pytest.approx(6.0)
+    assert "pa_mpjpe" not in summarize(records, 0, "official")  # the official table has no such key

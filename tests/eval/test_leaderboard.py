@@ -131,7 +131,7 @@ def test_registry_is_validated(tmp_path):
         load_registry(tmp_path / "r.yaml")
     result = CliRunner().invoke(app, ["leaderboard", "--output", str(tmp_path / "o"), "--registry",
                                       str(tmp_path / "r.yaml"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
-    assert result.exit_code == 1 and "missing" in result.output
+    assert result.exit_code == 2 and "missing" in result.output
 
 
 def test_reported_only_tables_and_empty_store(tmp_path):
@@ -139,6 +139,38 @@ def test_reported_only_tables_and_empty_store(tmp_path):
     assert tables and all(t.evaluator_version == "–" for t in tables)
     assert {t.benchmark.name for t in tables} >= {"agora", "cmu-panoptic", "3dpw", "tracking"}
     assert set(BENCHMARKS) >= {t.benchmark.name for t in tables}
+
+
+def test_runs_of_prediction_files_never_show_none(tmp_path):
+    """A run scored from a predictions file (no model, and None params logged by older versions as
+    "None") shows its predictions' name, and lands in the benchmark's default split table."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    params = {"benchmark": "agora", "split": None, "track": "smpl", "protocol": "official",
+              "evaluator_version": "1.0", "predictions": "/data/agora_preds.zip", "model": None,
+              "checkpoint_sha256": None, "thresholds": None, "meshfleet_version": None}
+    log_run("meshfleet-eval", "agora-official", params, {"nmve": 150.0, "f1": 0.7}, {"metrics.json": {}}, uri)
+    tables = run_leaderboard(LeaderboardJob(tmp_path / "board", uri))
+    table = next(t for t in tables if any(r.kind == "run" for r in t.rows))
+    assert table.key == ("agora", "validation", "smpl", "official", "1.0")
+    (run,) = [r for r in table.rows if r.kind == "run"]
+    assert run.label == "agora_preds.zip" and set(run.details) == {"date", "predictions"}
+    for page in ("leaderboard.md", "index.html"):
+        assert "None" not in (tmp_path / "board" / page).read_text()
+
+
+def test_no_matching_runs_is_a_warning_with_exit_2(store, tmp_path):
+    uri, _ = store
+    result = CliRunner().invoke(app, ["leaderboard", "--output", str(tmp_path / "o"), "--mlflow-uri", uri,
+                                      "--experiment", "meshfleet-evl"])
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    assert result.stderr.startswith("warning: ") and uri in result.stderr and "meshfleet-evl" in result.stderr
+    assert "the store holds: Default, meshfleet-eval)" in result.stderr
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(uri).create_experiment("empty")
+    result = CliRunner().invoke(app, ["leaderboard", "--output", str(tmp_path / "o"), "--mlflow-uri", uri,
+                                      "--experiment", "empty"])
+    assert result.exit_code == 2 and "no finished evaluation run in experiment empty" in result.stderr
 
 
 def _chromium() -> str | None:

@@ -95,7 +95,7 @@ def test_eval_and_leaderboard_dry_runs(tmp_path):
     assert result.exit_code == 0, result.output
     printed = yaml.safe_load(result.output)["eval"]
     assert printed["config"] == {"benchmark": "cmu-panoptic", "predictions": "/p", "protocol": "fixed", "data": "/d",
-                                 "annots": None, "body_models": None, "split": None}
+                                 "annots": None, "body_models": None, "split": "test"}
     result = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--experiment", "x", "--dry-run"])
     assert yaml.safe_load(result.output)["leaderboard"]["experiments"] == ["x"]
     assert Path(yaml.safe_load(result.output)["leaderboard"]["output"]) == tmp_path
@@ -131,3 +131,61 @@ def test_export_mot_takes_a_spec_and_dry_run(tmp_path):
     bad = runner.invoke(app, ["export", "mot", "--spec", str(spec), "--dry-run"])
     assert bad.exit_code == 2 and "export-mot.output" in bad.output
     assert runner.invoke(app, ["export", "mot", "/r", "--dry-run"]).exit_code == 2
+
+
+def test_names_from_the_checkpoint_are_resolved_everywhere(tmp_path):
+    """model and bev_variant follow the checkpoint file name in infer, eval --checkpoint and spec files."""
+    section = {"inputs": ["/a.jpg"], "checkpoint": "/models/BEV_ft_agora.pth", "body_models": "/b", "output": "/o"}
+    kind, cfg = parse_spec({"kind": "infer", "infer": section})
+    assert cfg.model == "bev" and cfg.settings.bev_variant == "bev_ft_agora"
+    kind, job = parse_spec({"kind": "eval", "eval": {"config": {"benchmark": "agora", "predictions": "/p"},
+                                                     "infer": section}})
+    assert job.infer.settings.bev_variant == "bev_ft_agora" and job.config.split == "validation"
+    result = runner.invoke(app, ["infer", "/a.jpg", "--checkpoint", "/m/ROMP.pkl", "--dry-run"])
+    assert yaml.safe_load(result.output)["infer"]["model"] == "romp"
+    result = runner.invoke(app, ["eval", "agora", "--data", "/d", "--checkpoint", "/m/BEV_ft_agora.pth", "--dry-run"])
+    infer = yaml.safe_load(result.output)["eval"]["infer"]
+    assert infer["model"] == "bev" and infer["settings"]["bev_variant"] == "bev_ft_agora"
+    assert infer["settings"]["crowd"] is False and infer["output"].endswith("results-agora")
+    result = runner.invoke(app, ["eval", "relative-human", "--annots", "/rh/val_annots.npz", "--predictions", "/p",
+                                 "--address", "auto", "--dry-run"])
+    printed = yaml.safe_load(result.output)["eval"]
+    assert printed["config"]["split"] == "val" and printed["address"] == "auto" and printed["infer"] is None
+
+
+def test_old_option_names_are_hidden_aliases(tmp_path):
+    track = runner.invoke(app, ["track", "/r", "--output", "/o", "--det-thresh", "0.3", "--low-thresh=0.1",
+                                "--dry-run"])
+    tracker = yaml.safe_load(track.output)["track"]["settings"]["tracker"]
+    assert track.exit_code == 0 and (tracker["det_thresh"], tracker["low_thresh"]) == (0.3, 0.1)
+    new = runner.invoke(app, ["track", "/r", "--output", "/o", "--track-det-thresh", "0.3", "--dry-run"])
+    assert yaml.safe_load(new.output)["track"]["settings"]["tracker"]["det_thresh"] == 0.3
+    board = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--tracking-uri", "sqlite:///x.db",
+                                "--dry-run"])
+    assert yaml.safe_load(board.output)["leaderboard"]["tracking_uri"] == "sqlite:///x.db"
+    board = runner.invoke(app, ["leaderboard", "--output", str(tmp_path), "--mlflow-uri", "sqlite:///y.db",
+                                "--dry-run"])
+    assert yaml.safe_load(board.output)["leaderboard"]["tracking_uri"] == "sqlite:///y.db"
+    for flag in ("--output", "--output-json"):
+        result = runner.invoke(app, ["eval", "tracking", "/r", "--gt", "/gt", flag, "/m.json", "--dry-run"])
+        assert yaml.safe_load(result.output)["eval-tracking"]["output"] == "/m.json"
+
+
+def test_eval_address_alone_reaches_ray(tmp_path, monkeypatch):
+    """--address without --checkpoint is used for the evaluation itself (after the inputs are checked)."""
+    import jobs.infer
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def ensure_ray(address):
+        seen.append(address)
+        raise Stop
+
+    monkeypatch.setattr(jobs.infer, "ensure_ray", ensure_ray)
+    (tmp_path / "p").mkdir()
+    result = runner.invoke(app, ["eval", "cmu-panoptic", "--data", str(tmp_path), "--predictions",
+                                 str(tmp_path / "p"), "--address", "ray://head:10001"])
+    assert isinstance(result.exception, Stop) and seen == ["ray://head:10001"]

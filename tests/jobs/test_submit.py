@@ -83,7 +83,7 @@ def test_submit_follows_an_infer_job_to_success(head, corpus, checkpoints, body_
 
 def test_stop_a_running_job(head, corpus, checkpoints, body_model_dir, tmp_path):
     spec = _spec(tmp_path, corpus / "long.mp4", checkpoints, body_model_dir, tmp_path / "long", chunk=2)
-    result = runner.invoke(app, ["submit", str(spec), "--address", head])
+    result = runner.invoke(app, ["submit", str(spec), "--address", head, "--no-check"])
     assert result.exit_code == 0, result.output
     job_id = result.output.split("job ")[1].split()[0]
     deadline = time.time() + 120
@@ -102,9 +102,30 @@ def test_a_failing_job_reports_its_error(head, corpus, checkpoints, body_model_d
     missing = dict(checkpoints)
     missing["romp"] = tmp_path / "nowhere" / "ROMP.pkl"
     spec = _spec(tmp_path, corpus / "a.jpg", missing, body_model_dir, tmp_path / "fail")
-    result = runner.invoke(app, ["submit", str(spec), "--address", head, "--follow"])
+    result = runner.invoke(app, ["submit", str(spec), "--address", head, "--follow", "--no-check"])
     assert result.exit_code == 1
     assert "FAILED" in result.output and "nowhere/ROMP.pkl not found" in result.output
     job_id = result.output.split("job ")[1].split()[0]
     logs = runner.invoke(app, ["jobs", "logs", job_id, "--address", head])
     assert "nowhere/ROMP.pkl not found" in logs.output
+
+
+def test_submit_refuses_a_cluster_python_without_meshfleet(head, corpus, checkpoints, body_model_dir, tmp_path,
+                                                           monkeypatch):
+    """The job's `python` (here: the head's, its site-packages cut off, as a bare system Python) cannot
+    import meshfleet's dependencies: nothing is queued and the message says what to install where."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    (bare / "python").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bare}{os.pathsep}{os.environ['PATH']}")
+    before = runner.invoke(app, ["jobs", "list", "--address", head]).output.count("\n")
+    spec = _spec(tmp_path, corpus / "a.jpg", checkpoints, body_model_dir, tmp_path / "never")
+    result = runner.invoke(app, ["submit", str(spec), "--address", head, "--env", "PATH"])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in result.output
+    assert f"the cluster's python ({sys.executable})" in line and "cannot import" in line
+    assert "pip install" in line and "ray start --head" in line and "Nothing was queued" in line
+    assert runner.invoke(app, ["jobs", "list", "--address", head]).output.count("\n") == before
+    assert not (tmp_path / "never").exists()

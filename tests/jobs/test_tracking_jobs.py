@@ -90,7 +90,7 @@ def test_track_command_equals_infer_track(tracked, corpus, checkpoints, body_mod
         if name != "track_id" and not name.endswith("_smoothed"):
             assert b.column(name).equals(raw.column(name)), name
     again = runner.invoke(app, ["track", str(tmp_path / "raw"), "--output", str(tmp_path / "retracked")])
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 2 and "--overwrite" in again.output
     exported = runner.invoke(app, ["export", "mot", str(tmp_path / "retracked"), "--output", str(tmp_path / "mot")])
     assert exported.exit_code == 0, exported.output
     scored = runner.invoke(app, ["eval", "tracking", str(tmp_path / "retracked"), "--gt", str(tmp_path / "mot"),
@@ -109,7 +109,7 @@ def test_export_mot_and_eval_tracking(tracked, tmp_path):
     assert from_spec.exit_code == 0, from_spec.output
     assert (tmp_path / "from-spec" / "walk.txt").read_text() == (tmp_path / "mot" / "walk.txt").read_text()
     missing = runner.invoke(app, ["export", "mot", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")])
-    assert missing.exit_code == 1 and "nothing" in missing.output
+    assert missing.exit_code == 2 and "nothing" in missing.output
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = runner.invoke(app, ["eval", "tracking", str(out), "--gt", str(tmp_path / "mot"),
                                  "--output", str(tmp_path / "m.json"), "--mlflow-uri", uri])

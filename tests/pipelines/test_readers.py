@@ -1,7 +1,8 @@
 import pytest
 
 from jobs.synthetic import draw_scene, write_video
-from pipelines.readers import InputError, expand_inputs, iter_video_frames, probe_video, read_image
+from pipelines.readers import InputError, expand_inputs, read_image
+from pipelines.video import iter_video_frames, probe_video
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,25 @@ def test_manifests(tmp_path, corpus):
     csv_items = expand_inputs([str(tmp_path / "list.csv")])
     assert [i.kind for i in csv_items] == ["image", "missing"] and "not found" in csv_items[1].error
     assert [i.kind for i in expand_inputs([str(tmp_path / "list.parquet")])] == ["video"]
+
+
+def test_text_manifest_rule(tmp_path, corpus):
+    """A .txt is a manifest when its lines are paths and one names an image or video; a listed path with
+    another extension is an error row; prose or a missing path is refused, naming the file."""
+    (tmp_path / "mixed.txt").write_text(f"{corpus / 'a.jpg'}\n{corpus / 'notes.doc'}\n")
+    items = expand_inputs([str(tmp_path / "mixed.txt")])
+    assert [i.kind for i in items] == ["image", "missing"]
+    assert "notes.doc: not an image or video (listed in" in items[1].error
+    (tmp_path / "prose.txt").write_text(f"{corpus / 'a.jpg'}\nThese are the frames we kept.\n")
+    with pytest.raises(InputError, match=r"prose.txt: not a manifest \(the line 'These are"):
+        expand_inputs([str(tmp_path / "prose.txt")])
+    (tmp_path / "ids.txt").write_text("id001\nid002\n")
+    with pytest.raises(InputError, match="ids.txt: not a manifest .no line names an image or video"):
+        expand_inputs([str(tmp_path / "ids.txt")])
+    with pytest.raises(InputError, match="gone.txt: does not exist"):
+        expand_inputs([str(tmp_path / "gone.txt")])
+    with pytest.raises(InputError, match="no_such_folder: does not exist"):
+        expand_inputs([str(tmp_path / "no_such_folder")])
 
 
 def test_missing_file_is_an_item_not_a_crash(corpus):

@@ -9,7 +9,7 @@ from pipelines.schema import FrameRef, column_array, predictions_table, results_
 from pipelines.tracking import TrackingSettings, VideoTracker
 
 
-def synthetic_video(frames=40, people=3, model="bev", seed=0, skip=(12, 13)):
+def synthetic_video(frames=40, people=3, model="bev", seed=0, skip=(12, 13), fps=30.0):
     """Results rows of people walking across a 480x640 video (BEV cam = (s, y, x))."""
     rng = np.random.default_rng(seed)
     start = rng.uniform(-0.6, 0.6, (people, 2))
@@ -36,7 +36,7 @@ def synthetic_video(frames=40, people=3, model="bev", seed=0, skip=(12, 13)):
                                                                        np.float32),
             joints=np.zeros((n, 71, 3), np.float32), pj2d_org=pj2d.astype(np.float32),
             image_hw=np.array([[480, 640]]), age_class=np.zeros(n, np.int8))
-        tables.append(predictions_table(pred, [FrameRef("/data/walk.mp4", t, t / 30)], schema))
+        tables.append(predictions_table(pred, [FrameRef("/data/walk.mp4", t, t / fps)], schema))
     return pa.concat_tables(tables)
 
 
@@ -56,6 +56,16 @@ def test_chunked_tracking_equals_unchunked():
     np.testing.assert_array_equal(column_array(whole, "smpl_thetas"), column_array(table, "smpl_thetas"))  # raw kept
     with pytest.raises(ValueError, match="frames must increase"):
         tracker.process(table)
+
+
+@pytest.mark.parametrize("fps,same_id", [(60.0, True), (30.0, False)])
+def test_lost_track_buffer_is_two_seconds_at_the_video_rate(fps, same_id):
+    """Nobody is detected for 90 frames: 1.5 s at 60 fps (within the 2 s buffer: same id), 3 s at
+    30 fps (a new id)."""
+    table = VideoTracker("bev", TrackingSettings()).process(synthetic_video(150, people=1, skip=range(20, 110),
+                                                                            fps=fps))
+    ids = table.column("track_id").to_pylist()
+    assert (ids[-1] == ids[5]) == same_id
 
 
 def test_mot_metrics_hand_computed_id_switch():
