@@ -66,8 +66,11 @@ def run_infer_and_report(cfg: Any) -> int:
         return EXIT_INTERRUPTED
     except (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, JobMismatchError, OutputOverlapError,
             ConfigError, ValueError) as err:
-        display.close()
+        display.close(ok=False)
         fail(err, input_error_code(err))
+    except BaseException:
+        display.close(ok=False)
+        raise
     display.close()
     typer.echo(summary.line() + f"\nresults: {cfg.output}")
     return report_failures(summary)

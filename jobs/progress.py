@@ -1,10 +1,11 @@
 """What a long command shows on stderr while it runs: its start-up steps, then progress.
 
-* On a terminal: the steps as lines, then a bar updated per batch of frames; rate and ETA are
-  measured from the steady state (after the first batch), not from the start.
-* Off a terminal (nohup, CI, a log file): the steps, then one plain line every ~15 s
+* On a terminal: each step as a status line, replaced by the next and cleared, then a bar updated per
+  batch of frames; rate and ETA are measured from the steady state (after the first batch).
+* Off a terminal (nohup, CI, a log file): the steps as lines, then one plain line every ~15 s
   (``MESHFLEET_PROGRESS_INTERVAL`` seconds): ``progress: 48/112 frames (43%) 1.21 frames/s ETA 53s
-  units 2/4 errors 0``, and a last one at the end.
+  units 2/4 errors 0``, and a last one at the end. The steps are written once the job is running
+  (first progress) or has succeeded: a user error stays the one line on stderr that names the input.
 """
 
 from __future__ import annotations
@@ -48,15 +49,31 @@ class ProgressDisplay:
         self.lock = threading.Lock()
         self.ticker: threading.Thread | None = None
         self.done = threading.Event()
+        self.pending: list[str] = []  # steps not written yet (off a terminal)
+        self.status = False  # a step's status line is on the terminal
 
     def step(self, text: str) -> None:
         with self.lock:
-            self.stream.write(f"{text}...\n")
+            if self.tty:
+                self.stream.write(f"\r\033[K{text}...")
+                self.status = True
+            else:
+                self.pending.append(f"{text}...\n")
             self.stream.flush()
+
+    def _write_steps(self, keep: bool = True) -> None:
+        if self.status:
+            self.stream.write("\r\033[K")
+            self.status = False
+        if keep:
+            self.stream.write("".join(self.pending))
+        self.pending.clear()
+        self.stream.flush()
 
     def progress(self, p: Progress) -> None:
         with self.lock:
             self.latest = p
+            self._write_steps()
             if self.tty:
                 self._bar(p)
             elif self.ticker is None:  # off a terminal: a line now, then one every interval
@@ -84,9 +101,11 @@ class ProgressDisplay:
         self.stream.write(progress_line(p, self.what) + "\n")
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
+        """Stop; ``ok`` False (the command fails with a one-line error): steps not yet written are dropped."""
         self.done.set()
         with self.lock:
+            self._write_steps(keep=ok)
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None

@@ -100,12 +100,16 @@ class _Bound:
 @dataclass(frozen=True)
 class Committed:
     """What a committer made of a unit: the file's bytes, its row count (good rows), the inputs that
-    failed in it (``(input, reason)``, e.g. from error rows) and how many error rows it holds."""
+    failed in it (``(input, reason)``, e.g. from error rows), how many error rows it holds, and
+    ``files``: other files of the unit, ``(path under the output, bytes)``, written (atomically)
+    before the unit's own file, which stays the unit's commit record. Their names must be owned by
+    the job (declared in its ledger, or under a folder it declared)."""
 
     data: bytes
     rows: int
     failed: tuple[tuple[str, str], ...] = ()
     error_rows: int = 0
+    files: tuple[tuple[str, bytes], ...] = ()
 
 
 Committer = Callable[[Unit, Batch], Committed]
@@ -252,6 +256,8 @@ class Collector:
     def _commit(self, unit: Unit, parts: list[Batch]) -> None:
         rows = concat(parts)
         committed = self.job.commit(unit, rows)
+        for name, data in committed.files:
+            write_bytes_atomic(join(self.job.ledger.output, name), data)
         write_bytes_atomic(join(self.job.ledger.output, unit.name), committed.data)
         with self.lock:
             self.progress.units_done += 1

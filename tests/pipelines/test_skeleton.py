@@ -119,3 +119,20 @@ def test_rate_is_measured_from_the_steady_state(tmp_path, monkeypatch):
     assert progress.rate() == pytest.approx(2.0)  # 8 items in 4 s, not 10 in 34 s
     progress.items_total = 18
     assert progress.eta_s() == pytest.approx(4.0)
+
+
+def test_a_committer_writes_the_units_other_files_before_its_record(tmp_path):
+    def commit_with_sidecar(unit, rows):
+        values = rows.get("y", np.zeros(0, np.float32))
+        sidecar = f"sums/{unit.name}.txt"
+        assert not (tmp_path / "out" / unit.name).exists()  # the unit's own file comes last
+        return Committed(table_to_bytes(pa.table({"y": pa.array(values, pa.float32())})), len(values),
+                         files=((sidecar, str(float(values.sum())).encode()),))
+
+    job = _job(tmp_path, "out", [Stage("read", read), Stage("square", KeepPositive, actor=True, kwargs={"power": 2})])
+    job.ledger.declare(folders=["sums"])
+    run_job(Job(job.ledger, job.units, job.stages, commit_with_sidecar), LocalRunner())
+    sums = {p.name: p.read_text() for p in (tmp_path / "out" / "sums").iterdir()}
+    assert sums == {"a.parquet.txt": "14.0", "b.parquet.txt": "0.0", "c.parquet.txt": "165.0"}
+    assert sorted(job.ledger.owned()) == sorted(["_meshfleet_job.json", "a.parquet", "b.parquet", "c.parquet",
+                                                 *(f"sums/{n}" for n in sums)])
