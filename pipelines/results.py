@@ -189,7 +189,7 @@ def read_results(uri: str, columns: Sequence[str] | None = None, *, good_only: b
     """
     files = results_files(uri)
     if not files:
-        raise FileNotFoundError(f"{uri}: no meshfleet results files (*.parquet)")
+        raise FileNotFoundError(f"{uri}: no results files (meshfleet *.parquet)")
     wanted = None if columns is None else list(dict.fromkeys([*columns, *(["error"] if good_only else [])]))
     tables = [read_results_file(f, wanted) for f in files]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
