@@ -26,8 +26,8 @@ import torch
 from core.render import SIDE, TOP, canonical_camera, fit_camera, fit_view
 from pipelines.readers import InputError, read_image
 from pipelines.render.plan import MediaUnit, ResultsInfo
-from pipelines.schema import column_array
 from pipelines.results import read_results_file
+from pipelines.schema import column_array
 from pipelines.video import VideoInfo, iter_video_frames
 
 FRAMES_PER_BATCH = 8
