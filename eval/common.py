@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.schema import read_metadata
-from pipelines.storage import list_files, read_parquet, read_parquet_schema
+from pipelines.results import ResultsSchemaError, results_files, results_metadata
+from pipelines.results import read_results as read_results_dataset
 
 PROTOCOLS = ("official", "fixed")
 T = TypeVar("T")
@@ -77,16 +77,30 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], chunk: int = 64) -> l
 
 def is_results_dataset(uri: str) -> bool:
     """True if ``uri`` holds meshfleet Parquet results (vs an official prediction format)."""
-    return bool(list_files(uri, ".parquet"))
+    return bool(results_files(uri))
 
 
 def read_results(uri: str, columns: list[str]) -> tuple[pa.Table, dict]:
-    """Good rows (``error`` null) of a meshfleet results dataset, and its metadata."""
-    files = list_files(uri, ".parquet")
-    if not files:
-        raise EvalError(f"{uri}: no meshfleet results files (*.parquet)")
-    table = pa.concat_tables([read_parquet(f, [*columns, "error"]) for f in files])
-    return table.filter(table.column("error").is_null()), read_metadata(read_parquet_schema(files[0]))
+    """Good rows (``error`` null) of a results dataset (through :mod:`pipelines.results`, the one
+    reader), and its metadata."""
+    try:
+        table = read_results_dataset(uri, columns, good_only=True)
+    except FileNotFoundError as err:
+        raise EvalError(str(err)) from err
+    except ResultsSchemaError as err:
+        raise EvalError(str(err)) from err
+    return table, results_metadata(uri)
+
+
+def unique_by_name(sources: Sequence[str], key: Callable[[str], Any], uri: str, what: str) -> None:
+    """Refuse results whose sources collide once reduced to what the benchmark matches on
+    (``key``: e.g. the file name): two inputs must never be merged into one benchmark image."""
+    owner: dict[Any, str] = {}
+    for source in dict.fromkeys(sources):
+        name = key(source)
+        if name is not None and owner.setdefault(name, source) != source:
+            raise EvalError(f"{uri}: field 'source': {owner[name]} and {source} are both matched to {what} "
+                            f"{name!r}; evaluate them from separate results datasets")
 
 
 def png(fig: Any) -> bytes:

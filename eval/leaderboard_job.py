@@ -40,7 +40,13 @@ def run_leaderboard(job: LeaderboardJob) -> list[Table]:
             return None
         return fetch_artifact(row.run_id, RENDER_THUMBNAIL, job.tracking_uri)
 
-    job.output.mkdir(parents=True, exist_ok=True)
-    (job.output / "leaderboard.md").write_text(to_markdown(tables, job.run_url))
-    (job.output / "index.html").write_text(to_html(tables, job.run_url, charts, thumbnail))
+    from pipelines.jobstate import claim_output
+    from pipelines.storage import write_bytes_atomic
+
+    pages = {"leaderboard.md": to_markdown(tables, job.run_url),
+             "index.html": to_html(tables, job.run_url, charts, thumbnail)}
+    ledger = claim_output(str(job.output), "leaderboard", {}, on_existing="replace")  # never a folder of others
+    ledger.declare(units={name: {} for name in pages})
+    for name, text in pages.items():
+        write_bytes_atomic(str(job.output / name), text.encode())
     return tables

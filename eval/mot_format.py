@@ -7,6 +7,7 @@ class 1 (pedestrian) or -1 counts, as in MOT17 / MOT20.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass
@@ -74,8 +75,38 @@ def read_ground_truth(root: str) -> dict[str, MotSequence]:
 
 
 def sequence_name(source: str) -> str:
-    """Results ``source`` (a video URI) -> sequence name (the file stem)."""
+    """Results ``source`` (a video URI) -> its file stem."""
     return os.path.splitext(source.rstrip("/").rsplit("/", 1)[-1])[0]
+
+
+def sequence_names(sources: list[str]) -> dict[str, str]:
+    """A unique MOT sequence name per source: the file stem, or -- where stems collide (two
+    ``clip.mp4`` in different folders) -- the stem prefixed with as many parent folders as it takes
+    (``a_clip``, ``b_clip``), joined with ``_``; failing that (``clip.mp4`` and ``clip.avi`` side by
+    side), with a digest of the source."""
+    split = {s: s.replace("\\", "/").rstrip("/").split("/") for s in sources}
+    folders = {s: [f for f in path[:-1] if f and not f.endswith(":")] for s, path in split.items()}
+    stems = {s: os.path.splitext(path[-1])[0] for s, path in split.items()}
+    depth = dict.fromkeys(sources, 0)  # parent folders in the name
+    digest: set[str] = set()
+
+    def name(source: str) -> str:
+        parents = folders[source][len(folders[source]) - depth[source]:] if depth[source] else []
+        tail = [hashlib.sha1(source.encode()).hexdigest()[:8]] if source in digest else []
+        return "_".join([*parents, stems[source], *tail])
+
+    while True:
+        groups: dict[str, list[str]] = {}
+        for source in sources:
+            groups.setdefault(name(source), []).append(source)
+        clashes = [group for group in groups.values() if len(group) > 1]
+        if not clashes:
+            return {source: name(source) for source in sources}
+        grown = [s for group in clashes for s in group if depth[s] < len(folders[s])]
+        if not grown:
+            digest.update(s for group in clashes for s in group)
+        for source in grown:
+            depth[source] += 1
 
 
 def tracks_from_results(table: pa.Table) -> dict[str, MotSequence]:
@@ -86,7 +117,9 @@ def tracks_from_results(table: pa.Table) -> dict[str, MotSequence]:
         return {}
     sizes = np.column_stack([table.column("image_height").to_numpy(), table.column("image_width").to_numpy()])
     boxes = joint_boxes(column_array(table, "pj2d_org"), sizes)
-    names = [sequence_name(s) for s in table.column("source").to_pylist()]
+    sources = table.column("source").to_pylist()
+    unique = sequence_names(sorted(set(sources)))
+    names = [unique[s] for s in sources]
     frames = table.column("frame").to_numpy() + 1
     ids = table.column("track_id").to_numpy()
     grouped: dict[str, dict[int, list[int]]] = {}

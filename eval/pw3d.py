@@ -51,7 +51,7 @@ import torch
 
 from core.body_models import BodyModelSet
 from core.smpl_pickle import BodyModelFileError
-from eval.common import EvalConfig, EvalError, EvalResult, parallel_map, png, read_results
+from eval.common import EvalConfig, EvalError, EvalResult, parallel_map, png, read_results, unique_by_name
 from eval.metrics import MM, align_root, mpjpe, pa_mpjpe, procrustes_align
 from eval.safe_pickle import load_pickle
 from pipelines.body_model_sets import load_body_model_set
@@ -227,7 +227,9 @@ def read_predictions(uri: str) -> dict[str, dict[int, FramePredictions]]:
     if betas.shape[1] not in (10, 11):
         raise EvalError(f"{uri}: field 'smpl_betas' has {betas.shape[1]} values, expected 10 or 11")
     person = np.asarray(table.column("person").to_numpy(zero_copy_only=False), dtype=np.int64)
-    keys = [_image_key(s) for s in table.column("source").to_pylist()]
+    sources = table.column("source").to_pylist()
+    unique_by_name(sources, _image_key, uri, "3DPW image (sequence, frame)")
+    keys = [_image_key(s) for s in sources]
     if table.num_rows and all(k is None for k in keys):
         raise EvalError(f"{uri}: field 'source' does not follow .../imageFiles/<sequence>/image_<frame>.jpg")
     groups: dict[tuple[str, int], list[int]] = {}

@@ -39,7 +39,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eval.common import EvalConfig, EvalError, EvalResult, is_results_dataset, parallel_map, png, read_results
+from eval.common import (
+    EvalConfig,
+    EvalError,
+    EvalResult,
+    is_results_dataset,
+    parallel_map,
+    png,
+    read_results,
+    unique_by_name,
+)
 from eval.matching import frobenius_cost, greedy_fixed, greedy_official, keypoint_box_iou, spectral_cost
 from eval.metrics import precision_recall_f1
 from eval.safe_pickle import loads_pickle
@@ -327,7 +336,9 @@ def load_meshfleet_results(uri: str) -> dict[str, ImagePred]:
     depth = column_array(table, "cam_trans", (3,))[:, 2]
     frame = table.column("frame").to_numpy()
     person = table.column("person").to_numpy(zero_copy_only=False)
-    names = [posixpath.basename(s.replace("\\", "/")) for s in table.column("source").to_pylist()]
+    sources = table.column("source").to_pylist()
+    names = [posixpath.basename(s.replace("\\", "/")) for s in sources]
+    unique_by_name(sources, lambda s: posixpath.basename(s.replace("\\", "/")), uri, "Relative Human image")
     rows: dict[str, list[int]] = {}
     for row, name in enumerate(names):
         rows.setdefault(name, []).append(row)

@@ -10,10 +10,9 @@ import numpy as np
 
 from eval.mot import FrameBoxes, HotaCounts, clear_mot, hota_counts
 from eval.mot_format import MotSequence, read_ground_truth, tracks_from_results
-from pipelines.storage import list_files, read_parquet
-from pipelines.tracking import READ_COLUMNS
+from pipelines.results import read_results
 
-RESULT_COLUMNS = [*READ_COLUMNS, "pj2d_org", "image_height", "image_width"]
+RESULT_COLUMNS = ["source", "frame", "track_id", "pj2d_org", "image_height", "image_width", "error"]
 CLEAR_KEYS = ("mota", "motp_iou", "idf1", "idp", "idr", "num_switches", "num_false_positives", "num_misses",
               "num_objects", "mostly_tracked", "mostly_lost", "num_fragmentations", "precision", "recall")
 
@@ -26,12 +25,8 @@ class TrackingEval:
 
 
 def load_tracks(results: str) -> dict[str, MotSequence]:
-    import pyarrow as pa
-
-    files = list_files(results, ".parquet")
-    if not files:
-        raise FileNotFoundError(f"{results}: no results files")
-    return tracks_from_results(pa.concat_tables([read_parquet(f, RESULT_COLUMNS) for f in files]))
+    """MOT sequences of a tracked results dataset, one per video (named as :func:`sequence_names`)."""
+    return tracks_from_results(read_results(results, RESULT_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -44,13 +39,20 @@ class MotExportJob:
 
 
 def export_mot(job: MotExportJob) -> list[str]:
-    """Write the MOT files (each atomically) and return their URIs, in sequence-name order."""
+    """Write the MOT files (each atomically) into an owned output (regenerated as a whole on a rerun)
+    and return their URIs, in sequence-name order."""
     from eval.mot_format import format_mot
-    from pipelines.storage import join, write_bytes_atomic
+    from pipelines.jobstate import check_overlap, claim_output
+    from pipelines.storage import join, normalise, write_bytes_atomic
 
+    results, output = normalise(job.results), normalise(job.output)
+    check_overlap(output, [results])
+    sequences = load_tracks(results)
+    ledger = claim_output(output, "export-mot", {"results": results}, on_existing="replace")
+    ledger.declare(units={f"{name}.txt": {"sequence": name} for name in sequences})
     written = []
-    for name, seq in sorted(load_tracks(job.results).items()):
-        uri = join(job.output, f"{name}.txt")
+    for name, seq in sorted(sequences.items()):
+        uri = join(output, f"{name}.txt")
         write_bytes_atomic(uri, format_mot(seq).encode())
         written.append(uri)
     return written

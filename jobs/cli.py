@@ -54,7 +54,8 @@ app = typer.Typer(
     name="meshfleet",
     help="Batch inference and evaluation for multi-person 3D human mesh recovery (ROMP / BEV).\n\n"
          "Exit codes: 0 success; 1 the job failed; 2 a usage or input error (one line on stderr "
-         "naming the input; -v adds the traceback).",
+         "naming the input; -v adds the traceback); 3 the job finished but inputs failed (the summary "
+         "names up to ten and where the full list is); 130 interrupted (rerun the same command to resume).",
     no_args_is_help=True,
     add_completion=False,
     cls=CommandLine,
@@ -149,7 +150,8 @@ def infer(
         "--root-align", help="ROMP: centre joints on the hip midpoint (official --root_align).")] = False,
     gender: Annotated[str, typer.Option(help="SMPL model: neutral, male or female.")] = "neutral",
     overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Start over: delete what --output holds. Without it, a rerun resumes.")] = False,
+        "--overwrite", help="Start over: delete meshfleet's own files in --output (never other files). "
+                            "Without it, a rerun resumes and adds new inputs.")] = False,
     address: Annotated[str | None, typer.Option(
         help="Ray cluster to attach to (ray://head:10001, head:6379 or auto). Default: embedded local Ray.")] = None,
     actors: Annotated[int | None, typer.Option(
@@ -158,8 +160,9 @@ def infer(
     cpus_per_actor: Annotated[float, typer.Option(help="CPUs reserved per inference actor.")] = 1.0,
     chunk_frames: Annotated[int, typer.Option(help="Video frames per work unit (one results file each).")] = 128,
     images_per_unit: Annotated[int, typer.Option(help="Images per work unit (one results file each).")] = 32,
-    ray: Annotated[bool, typer.Option(
-        "--ray/--no-ray", help="--no-ray runs the same stages sequentially in this process (debugging).")] = True,
+    ray: Annotated[bool | None, typer.Option(
+        "--ray/--no-ray", help="--no-ray runs the same stages in this process. Default: Ray, except on a small "
+                               "machine without a GPU and without --address (it says so).")] = None,
     track: Annotated[bool, typer.Option(
         "--track/--no-track", help="After inference, track people through every video and smooth them.")] = False,
     smooth_coeff: Annotated[float, typer.Option(help=SMOOTH_HELP)] = 3.0,
@@ -192,7 +195,7 @@ def infer(
         cfg.validate()
     except (ConfigError, ValueError) as err:
         fail(err, 2)
-    run_infer_and_report(cfg)
+    raise typer.Exit(run_infer_and_report(cfg))
 
 
 @app.command("track", cls=aliased(det_thresh="--track-det-thresh", low_thresh="--track-low-thresh"))
@@ -204,7 +207,9 @@ def track_command(
     track_det_thresh: Annotated[float, typer.Option(help=DET_HELP)] = 0.12,
     track_low_thresh: Annotated[float, typer.Option(help=LOW_HELP)] = 0.05,
     track_buffer: Annotated[int, typer.Option(help=BUFFER_HELP)] = 60,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --output holds.")] = False,
+    fps: Annotated[float, typer.Option(help="Frame rate assumed for videos whose rows have no timestamps.")] = 30.0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace meshfleet's files in --output (other files are left alone).")] = False,
     spec: Annotated[Path | None, typer.Option(help=SPEC_HELP)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=DRY_HELP)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
@@ -215,7 +220,7 @@ def track_command(
     """
     setup_logging(verbose)
     values = dict(locals())
-    paths = {"results": "results", "output": "output", "overwrite": "overwrite",
+    paths = {"results": "results", "output": "output", "overwrite": "overwrite", "fps": "fps",
              **{k: f"settings.{v}" for k, v in TRACK_PATHS.items()}}
     if spec is None and (results is None or output is None):
         fail("give RESULTS and --output (or --spec FILE)", 2)

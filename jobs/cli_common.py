@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -47,10 +46,12 @@ def input_error_code(err: Exception) -> int:
     from eval.mot_format import MotFormatError
     from jobs.config import ConfigError
     from jobs.track import TrackingError
-    from pipelines.jobstate import JobMismatchError
+    from pipelines.jobstate import JobMismatchError, OutputOverlapError
     from pipelines.readers import InputError
+    from pipelines.results import ResultsSchemaError
 
     inputs = (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, ConfigError, JobMismatchError,
+              OutputOverlapError, ResultsSchemaError,
               EvalError, RegistryError, MotFormatError, TrackingError, SpecError, FileNotFoundError,
               NotADirectoryError, MotionFileError)
     return USAGE_ERROR if isinstance(err, inputs) else 1
@@ -142,10 +143,11 @@ def run_job(kind: str, config: Any) -> int:
         return run_infer_and_report(config)
     if kind == "track":
         from jobs.track import TrackingError, track_dataset
+        from pipelines.jobstate import JobMismatchError, OutputOverlapError
 
         try:
-            summary = track_dataset(config.results, config.output, config.settings, config.overwrite)
-        except (TrackingError, ValueError, FileNotFoundError) as err:
+            summary = track_dataset(config.results, config.output, config.settings, config.overwrite, config.fps)
+        except (TrackingError, ValueError, FileNotFoundError, JobMismatchError, OutputOverlapError) as err:
             fail(err, input_error_code(err))
         typer.echo(summary.line() + f"\nresults: {config.output}")
         return 0
@@ -153,13 +155,14 @@ def run_job(kind: str, config: Any) -> int:
         from eval.leaderboard import RegistryError
         from eval.leaderboard_io import StoreError
         from eval.leaderboard_job import run_leaderboard
+        from pipelines.jobstate import JobMismatchError
 
         try:
             tables = run_leaderboard(config)
         except StoreError as err:
             console.print(f"[yellow]warning:[/yellow] {escape(one_line(err))}", highlight=False)
             return USAGE_ERROR
-        except (RegistryError, OSError) as err:
+        except (RegistryError, OSError, JobMismatchError) as err:
             fail(err, input_error_code(err))
         runs = sum(1 for t in tables for r in t.rows if r.kind == "run")
         typer.echo(f"{len(tables)} tables, {runs} runs -> {config.output / 'leaderboard.md'}, "
@@ -183,10 +186,11 @@ def run_job(kind: str, config: Any) -> int:
         return run_train_and_report(config)
     if kind == "export-mot":
         from eval.tracking_job import export_mot
+        from pipelines.jobstate import JobMismatchError
 
         try:
             written = export_mot(config)
-        except (FileNotFoundError, ValueError, OSError) as err:
+        except (FileNotFoundError, ValueError, OSError, JobMismatchError) as err:
             fail(err, input_error_code(err))
         typer.echo(f"{len(written)} sequences written to {config.output}")
         return 0
@@ -202,31 +206,10 @@ def run_job(kind: str, config: Any) -> int:
 
 
 def run_infer_and_report(cfg: Any) -> int:
-    from tqdm import tqdm
+    """Progress, summary, failed inputs, interrupts and exit code: :mod:`jobs.infer_report`."""
+    from jobs.infer_report import run_infer_and_report as run_and_report
 
-    from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError, UnsafePickleError
-    from jobs.config import ConfigError
-    from jobs.infer import RunSummary, run_infer
-    from pipelines.jobstate import JobMismatchError
-    from pipelines.readers import InputError
-
-    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-
-    def progress(summary: RunSummary, total: int) -> None:
-        bar.total = total
-        bar.update(summary.frames - bar.n)
-        bar.set_postfix(persons=summary.persons, errors=summary.errors)
-
-    try:
-        summary = run_infer(cfg, progress)
-    except (CheckpointError, BodyModelFileError, UnsafePickleError, InputError, JobMismatchError, ConfigError,
-            ValueError) as err:
-        bar.close()
-        fail(err, input_error_code(err))
-    bar.close()
-    typer.echo(summary.line() + f"\nresults: {cfg.output}")
-    return 0
+    return run_and_report(cfg)
 
 
 def run_eval_and_report(spec: Any) -> int:
@@ -263,10 +246,11 @@ def run_eval_and_report(spec: Any) -> int:
 def run_tracking_eval_and_report(job: Any) -> int:
     from eval.mot_format import MotFormatError
     from eval.tracking_job import run_tracking_eval
+    from pipelines.results import ResultsSchemaError
 
     try:
         _, report = run_tracking_eval(job)
-    except (MotFormatError, FileNotFoundError, ValueError) as err:
+    except (ResultsSchemaError, MotFormatError, FileNotFoundError, ValueError) as err:
         fail(err, input_error_code(err))
     o = report.overall
     typer.echo(f"HOTA {o['HOTA']:.3f}  DetA {o['DetA']:.3f}  AssA {o['AssA']:.3f}  MOTA {o['mota']:.3f}  "

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from core.pseudo_filters import FilterThresholds
-from jobs.cli_common import explicit_params, fail, flags_tree, print_spec, resolve, setup_logging
+from jobs.cli_common import explicit_params, fail, flags_tree, input_error_code, print_spec, resolve, setup_logging
 
 _F = FilterThresholds()
 MLFLOW_HELP = "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db."
@@ -115,20 +115,6 @@ def pseudo_label(
     raise typer.Exit(run_pseudo_and_report(config))
 
 
-def error_code(err: Exception) -> int:
-    """2 when ``err`` names a bad input or setting, 1 when the job itself failed.
-
-    (Branch ``cli`` adds jobs.cli_common.input_error_code for every command; use it there.)"""
-    from core.checkpoints import CheckpointError
-    from core.smpl_pickle import BodyModelFileError
-    from jobs.config import ConfigError
-    from pipelines.jobstate import JobMismatchError
-    from pipelines.readers import InputError
-
-    inputs = (CheckpointError, BodyModelFileError, InputError, ConfigError, JobMismatchError, FileNotFoundError)
-    return 2 if isinstance(err, inputs) else 1
-
-
 def run_pseudo_and_report(cfg: Any) -> int:
     from tqdm import tqdm
 
@@ -148,7 +134,7 @@ def run_pseudo_and_report(cfg: Any) -> int:
 
     def progress(stage: str, summary: Any, total: int) -> None:
         """One bar, restarted per stage: frames of each inference pass, then units labelled."""
-        done = summary.frames if stage != "labels" else summary.units + summary.skipped_units
+        done = summary.items_done if stage != "labels" else summary.units + summary.skipped_units
         if current[0] != stage:
             current[0] = stage
             bar.reset(total)
@@ -161,7 +147,7 @@ def run_pseudo_and_report(cfg: Any) -> int:
     except (CheckpointError, BodyModelFileError, InputError, JobMismatchError, ConfigError, ValueError,
             OSError) as err:
         bar.close()
-        fail(err, error_code(err))
+        fail(err, input_error_code(err))
     bar.close()
     typer.echo(summary.line() + f"\nlabels: {cfg.output.rstrip('/')}/labels  report: {cfg.output.rstrip('/')}/report"
                + (f"  mlflow run: {summary.mlflow_run_id}" if summary.mlflow_run_id else ""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,16 @@ import typer
 
 from core.scenes.settings import AGE_NAMES, parse_size
 from jobs.cli_base import DRY_HELP, SPEC_HELP, USAGE_ERROR, VERBOSE_HELP
-from jobs.cli_common import explicit_params, fail, input_error_code, print_spec, resolve, set_path, setup_logging
+from jobs.cli_common import (
+    console,
+    explicit_params,
+    fail,
+    input_error_code,
+    print_spec,
+    resolve,
+    set_path,
+    setup_logging,
+)
 
 DEFAULT_AGES = "adult=0.7,teen=0.1,kid=0.12,baby=0.08"
 SIZES_HELP = "Image size WxH; repeat or comma-separate for several (one drawn per scene). Default: " \
@@ -121,29 +129,31 @@ def synth(
 
 
 def run_synth_and_report(cfg: Any) -> int:
-    from tqdm import tqdm
-
     from core.smpl_pickle import BodyModelFileError
     from jobs.config import ConfigError
-    from jobs.synth import SynthSummary, run_synth
+    from jobs.infer_report import EXIT_INTERRUPTED, RESUME, sigterm_as_interrupt
+    from jobs.progress import ProgressDisplay
+    from jobs.synth import run_synth
     from pipelines.jobstate import JobMismatchError
+    from pipelines.skeleton import Interrupted
 
     try:
         cfg.validate()
     except (ConfigError, ValueError) as err:
         fail(err, USAGE_ERROR)
-    bar = tqdm(unit="scene", dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-
-    def progress(summary: SynthSummary, total: int) -> None:
-        bar.total = total
-        bar.update(summary.made_scenes - bar.n)
-        bar.set_postfix(persons=summary.persons)
-
+    display = ProgressDisplay(what="scenes")
     try:
-        summary = run_synth(cfg, progress)
+        with sigterm_as_interrupt():
+            summary = run_synth(cfg, display.progress)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        display.close()
+        where = f"after {stop.progress.units_done} of {stop.progress.units_total} units" \
+            if isinstance(stop, Interrupted) else "before any unit was committed"
+        console.print(f"interrupted {where} — {RESUME}", highlight=False)
+        return EXIT_INTERRUPTED
     except (BodyModelFileError, JobMismatchError, ConfigError, ValueError, OSError) as err:
-        bar.close()
+        display.close(ok=False)
         fail(err, input_error_code(err))
-    bar.close()
+    display.close()
     typer.echo(summary.line() + f"\ndataset: {cfg.output}")
     return 0

@@ -17,7 +17,8 @@ from core.body_models import BodyModelFiles
 from core.checkpoints import recorded_model
 from core.settings import MODELS, PredictorSettings, bev_variant_for, check_range, model_for
 from pipelines.body_model_sets import is_open
-from pipelines.ray_job import Resources
+from pipelines.inference import Resources
+from pipelines.jobstate import OutputOverlapError, check_overlap
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
 
@@ -115,7 +116,8 @@ class InferConfig:
     """``meshfleet infer``: inputs, model files, output, predictor settings and how to run.
 
     Paths are URIs (local paths or ``s3://...``). ``address`` None runs an embedded local Ray;
-    ``use_ray`` False runs the same stages sequentially in this process (debugging).
+    ``use_ray`` False runs the same stages in this process; None (the default) picks: Ray, except on
+    the embedded Ray of a small machine without a GPU (:func:`jobs.infer.ray_pays_off`).
     ``track`` (settings or None) tracks and smooths every video after inference, in place.
     """
 
@@ -131,7 +133,7 @@ class InferConfig:
     frames_per_chunk: int = 128
     address: str | None = None
     resources: Resources = field(default_factory=Resources)
-    use_ray: bool = True
+    use_ray: bool | None = None
     track: TrackingSettings | None = None
 
     def __post_init__(self) -> None:
@@ -163,9 +165,13 @@ class InferConfig:
                                   "body-model files (or `open`)")
             BodyModelFiles.find(body_models, self.gender)  # names the missing files
         check_output(self.output)
+        try:
+            check_overlap(self.output, self.inputs)
+        except OutputOverlapError as err:
+            raise ConfigError(str(err)) from err
         if self.track is not None:
             check_tracking(self.track)
-        if runs_locally(self.address, self.use_ray):
+        if runs_locally(self.address, self.use_ray is not False):
             check_device(self.settings.device, self.settings.precision)
         if self.images_per_unit < 1 or self.frames_per_chunk < 1:
             raise ConfigError("images_per_unit / frames_per_chunk: must be >= 1")

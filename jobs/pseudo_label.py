@@ -27,13 +27,15 @@ from jobs.config import ConfigError, InferConfig, shipped_asset
 from jobs.infer import RunSummary, ensure_ray, meshfleet_version, run_infer
 from pipelines.annotations import ANNOTATION_VERSION
 from pipelines.body_model_sets import is_open
-from pipelines.jobstate import prepare_output
+from pipelines.inference import Resources
+from pipelines.jobstate import claim_output
 from pipelines.pseudo_label import GENERATOR, LabelContext, LabelSummary, label_results
-from pipelines.ray_job import Resources
+from pipelines.skeleton import Progress
 from pipelines.storage import is_local, join, localize, normalise
 from pipelines.tracking import TrackingSettings
 
 log = logging.getLogger(__name__)
+OWNED_FOLDERS = ("results", "results-flip", "results-agree", "labels", "scores", "report")
 EXPERIMENT = "meshfleet-pseudo-label"
 PASSES = ("results", "results-flip", "results-agree")
 
@@ -136,9 +138,25 @@ def job_identity(cfg: PseudoLabelConfig, body_model_set: str, checkpoint_sha256:
             "agree_model": (cfg.agree_model or cfg.model) if agree_sha256 else None}
 
 
-def run_inference(cfg: InferConfig, progress: Callable[[RunSummary, int], None] | None) -> RunSummary:
+class PassSteps:
+    """What an inference pass reports (:class:`jobs.infer.Steps`): its start-up steps to the log,
+    its progress to ``report(progress, frames_total)``."""
+
+    def __init__(self, name: str, report: Callable[[Progress, int], None] | None):
+        self.name, self.report = name, report
+
+    def step(self, text: str) -> None:
+        log.info("%s: %s", self.name, text)
+
+    def progress(self, progress: Progress) -> None:
+        if self.report:
+            self.report(progress, progress.items_total)
+
+
+def run_inference(cfg: InferConfig, progress: Callable[[Progress, int], None] | None, name: str = "results"
+                  ) -> RunSummary:
     """The one call into the inference job (jobs/infer.py ``run_infer``) for every pass."""
-    return run_infer(cfg, progress)
+    return run_infer(cfg, PassSteps(name, progress))
 
 
 def run_pseudo_label(cfg: PseudoLabelConfig, progress: Callable[[str, object, int], None] | None = None
@@ -154,13 +172,15 @@ def run_pseudo_label(cfg: PseudoLabelConfig, progress: Callable[[str, object, in
     body_model_set = body_models.name
     checkpoint_sha256 = file_sha256(localize(cfg.checkpoint))
     agree_sha256 = file_sha256(localize(cfg.agree_checkpoint)) if cfg.agree_checkpoint else None
-    prepare_output(cfg.output, job_identity(cfg, body_model_set, checkpoint_sha256, agree_sha256), cfg.overwrite)
+    identity = job_identity(cfg, body_model_set, checkpoint_sha256, agree_sha256)
+    ledger = claim_output(cfg.output, "pseudo-label", identity, cfg.overwrite)
+    ledger.declare(folders=OWNED_FOLDERS)  # each inference pass keeps its own ledger in its folder
     summary = PseudoSummary()
     started = ensure_ray(cfg.address) if cfg.use_ray else False
     try:
         for name in cfg.passes():
             on_unit = partial(progress, name) if progress else None
-            summary.inference[name] = run_inference(cfg.infer_config(name), on_unit)
+            summary.inference[name] = run_inference(cfg.infer_config(name), on_unit, name)
     finally:
         if started:
             import ray

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.render import panel
-from pipelines.jobstate import prepare_output
+from pipelines.jobstate import claim_output
 from pipelines.render.draw import DrawOptions
 from pipelines.render.encode import JPEG_QUALITY, encode_unit
 from pipelines.render.plan import IMAGE_FORMATS, VIDEO_FORMATS, VIEWS, MediaUnit, RenderInputError, plan_units
@@ -117,7 +117,8 @@ def render_dataset(cfg: RenderConfig,
     check_output(cfg)
     options = cfg.options()
     info, units = plan_units(cfg.results, cfg.inputs, cfg.format, cfg.video_format)
-    prepare_output(cfg.output, cfg.identity(), cfg.overwrite)
+    ledger = claim_output(cfg.output, "render", cfg.identity(), cfg.overwrite)
+    ledger.declare(units={u.name: {"source": u.source} for u in units})  # owned before they are written
     todo = [u for u in units if not _exists(join(cfg.output, u.name))]
     summary = RenderSummary(units=len(units), skipped=len(units) - len(todo))
     log.info("render: %d files to draw (%d already done), %d frames", len(todo), summary.skipped,

@@ -19,11 +19,15 @@ from jobs.config import ConfigError
 from pipelines.annotations import ANNOTATION_VERSION
 from pipelines.body_model_sets import OPEN as OPEN_SET
 from pipelines.body_model_sets import is_open, load_body_model_set
-from pipelines.jobstate import prepare_output
+from pipelines.jobstate import claim_output
+from pipelines.ray_runner import RayRunner, ensure_ray
+from pipelines.skeleton import Job, LocalRunner, Progress, Runner, run_job
 from pipelines.storage import is_local, join, list_files, localize, normalise, read_bytes, write_bytes_atomic
-from pipelines.synth.generator import SceneUnit, SynthSpec, UnitStats, load_motion, plan_units
+from pipelines.synth.generator import SceneUnit, SynthSpec, load_motion, plan_units
 
 log = logging.getLogger(__name__)
+# what synth writes under its output: media, masks, annotations and the benchmark layouts
+OWNED_FOLDERS = ("images", "videos", "masks", "labels", "oracle", "agora", "relative_human", "cmu_panoptic", "mot")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MOTION_SUFFIXES = (".npz", ".bvh")  # AMASS-style poses, BVH on SMPL's joint names
 
@@ -142,11 +146,6 @@ class SynthSummary:
     layouts: dict = field(default_factory=dict)
     wall_s: float = 0.0
 
-    def add(self, stats: UnitStats) -> None:
-        self.made_scenes += stats.scenes
-        self.frames += stats.frames
-        self.persons += stats.persons
-
     def line(self) -> str:
         rate = self.made_scenes / self.wall_s if self.wall_s > 0 else 0.0
         layouts = "  ".join(f"{k} {v}" for k, v in self.layouts.items())
@@ -171,10 +170,12 @@ def build_spec(cfg: SynthConfig, set_name: str) -> SynthSpec:
                      metadata)
 
 
-def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | None = None) -> SynthSummary:
-    """Make (or resume) the dataset of ``cfg``; ``progress(summary, scenes_to_make)`` after each unit."""
+def run_synth(cfg: SynthConfig, progress: Callable[[Progress], None] | None = None) -> SynthSummary:
+    """Make (or resume) the dataset of ``cfg`` on the job skeleton (:mod:`pipelines.synth.job`);
+    ``progress(Progress)`` as scenes come through (items = scenes). Raises
+    :class:`pipelines.skeleton.Interrupted` on Ctrl-C / SIGTERM: committed units stay."""
     from eval.synth_layouts import write_layouts
-    from pipelines.synth.ray_run import run_units, run_units_here
+    from pipelines.synth.job import CommitScenes, synth_stages, unit_of
 
     cfg.validate()
     start = time.perf_counter()
@@ -182,31 +183,34 @@ def run_synth(cfg: SynthConfig, progress: Callable[[SynthSummary, int], None] | 
         load_motion(uri)  # fail early (MotionFileError: exit 2) naming a bad motion file, not in a Ray worker
     body = load_body_model_set(cfg.body_models, for_bev=True)  # fail early, naming a bad body-model file
     spec = build_spec(cfg, body.name)
-    prepare_output(cfg.output, job_identity(cfg, spec), cfg.overwrite)
+    ledger = claim_output(cfg.output, "synth", job_identity(cfg, spec), cfg.overwrite)
+    ledger.declare(folders=OWNED_FOLDERS, files=["contact_sheet.jpg"])  # file names are made with the scenes
     committed = {os.path.basename(f.replace("\\", "/")) for f in list_files(join(cfg.output, "labels"), ".parquet")}
     todo = plan_units(cfg.scenes, cfg.scenes_per_unit, committed)
     summary = SynthSummary(scenes=cfg.scenes, units=len(todo) + len(committed), skipped_units=len(committed))
-    total = sum(u.stop - u.start for u in todo)
-
-    def on_unit(stats: UnitStats) -> None:
-        summary.add(stats)
-        summary.wall_s = time.perf_counter() - start
-        if progress:
-            progress(summary, total)
-
-    if todo and cfg.use_ray:
-        from jobs.infer import ensure_ray
+    units = [unit_of(u) for u in todo]
+    ledger.declare(units={u.name: {"start": s.start, "stop": s.stop} for u, s in zip(units, todo, strict=True)})
+    commit = CommitScenes(spec)
+    started = False
+    if units and cfg.use_ray:
+        import ray
 
         started = ensure_ray(cfg.address)
-        try:
-            run_units(todo, spec, cfg.output, cfg.workers, on_unit)
-        finally:
-            if started:
-                import ray
+        workers = cfg.workers or max(1, int(ray.cluster_resources().get("CPU", os.cpu_count() or 1)))
+        runner: Runner = RayRunner()
+    else:
+        workers, runner = 1, LocalRunner()
+    stages = synth_stages(spec, cfg.output, min(workers, max(len(units), 1)), 1 if cfg.use_ray else None)
+    try:
+        done = run_job(Job(ledger, units, stages, commit), runner, progress)
+    finally:
+        if started:
+            import ray
 
-                ray.shutdown()
-    elif todo:
-        run_units_here(todo, spec, cfg.output, on_unit)
+            ray.shutdown()
+    summary.made_scenes, summary.persons, summary.frames = done.items_committed, done.rows, commit.frames
+    if done.failed_units:
+        raise RuntimeError(f"{len(done.failed_units)} units not made: {done.failed_units[0][1]}")
     summary.layouts = write_layouts(cfg.output, body)
     write_contact_sheet(cfg.output, cfg.contact_sheet)
     summary.wall_s = time.perf_counter() - start

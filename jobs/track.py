@@ -1,7 +1,8 @@
 """Tracking jobs: ``infer --track`` (in place, after inference) and ``meshfleet track`` (a new dataset).
 
 Videos are tracked independently, several at a time; each video streams over its own results
-files in frame order, so memory holds one file of one video per worker, never the corpus.
+files in frame order, so memory holds one file of one video per worker, never the corpus. Every
+input column is kept; ``track_id`` and the ``*_smoothed`` columns are added or updated.
 """
 
 from __future__ import annotations
@@ -13,24 +14,20 @@ from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 
-from pipelines.schema import SMOOTHED, read_metadata, results_schema, with_metadata
-from pipelines.stages import table_to_bytes
-from pipelines.storage import (
-    join,
-    list_files,
-    read_parquet_schema,
-    remove,
-    url_to_fs,
-    with_retries,
-    write_bytes_atomic,
-)
+from pipelines.jobstate import Ledger, check_overlap, claim_output
+from pipelines.results import check_columns, read_results_file, results_files
+from pipelines.schema import read_metadata, with_metadata
+from pipelines.storage import join, normalise, read_parquet_schema, table_to_bytes, write_bytes_atomic
 from pipelines.tracking import (
+    DEFAULT_FPS,
     READ_COLUMNS,
     TrackingSettings,
+    VideoResult,
     index_videos,
-    read_rows,
+    is_video,
     track_video,
     tracked_name,
+    untracked,
     video_digest,
 )
 
@@ -45,12 +42,18 @@ class TrackingError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrackJob:
-    """``meshfleet track``: re-track ``results`` into ``output``."""
+    """``meshfleet track``: re-track ``results`` into ``output``. ``fps``: frame rate assumed for
+    videos whose rows carry no timestamps."""
 
     results: str
     output: str
     settings: TrackingSettings = field(default_factory=TrackingSettings)
     overwrite: bool = False
+    fps: float = DEFAULT_FPS
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"fps must be > 0, not {self.fps}")
 
 
 @dataclass
@@ -59,10 +62,24 @@ class TrackSummary:
     skipped_videos: int = 0
     tracks: int = 0
     files: int = 0
+    assumed_fps: list[str] = field(default_factory=list)  # videos without timestamps
+    fps: float = DEFAULT_FPS
+    incomplete: int = 0  # videos with units not committed yet (tracked by the rerun that finishes them)
+
+    def add(self, result: VideoResult, source: str) -> None:
+        self.tracks += result.tracks
+        if result.assumed_fps:
+            self.assumed_fps.append(source)
 
     def line(self) -> str:
-        return (f"videos {self.videos} ({self.skipped_videos} already tracked)  tracks {self.tracks}  "
+        line = (f"videos {self.videos} ({self.skipped_videos} already tracked)  tracks {self.tracks}  "
                 f"files written {self.files}")
+        if self.incomplete:
+            line += f"  ({self.incomplete} videos not tracked yet: some of their units are not committed)"
+        if self.assumed_fps:
+            line += (f"\n{len(self.assumed_fps)} videos have no timestamps; tracked at --fps {self.fps:g} "
+                     f"(e.g. {self.assumed_fps[0]})")
+        return line
 
 
 def settings_identity(settings: TrackingSettings) -> dict:
@@ -77,97 +94,97 @@ def dataset_model(files: list[str]) -> str:
         if meta.get("model"):
             models.add(meta["model"])
         else:
-            column = read_rows(path, None, ["model"]).column("model").drop_null().unique().to_pylist()
+            column = read_results_file(path, ["model"]).column("model").drop_null().unique().to_pylist()
             models.update(column)
     if len(models) != 1:
         raise TrackingError(f"cannot tell the model of the dataset (found {sorted(models) or 'none'})")
     return models.pop()
 
 
-def track_in_place(output: str, settings: TrackingSettings) -> TrackSummary:
-    """Fill ``track_id`` and the smoothed columns of an ``infer --track`` output, video by video;
-    videos already marked done are skipped (a rerun re-tracks only unfinished videos)."""
-    files = list_files(output, ".parquet")
+def marker_name(source: str) -> str:
+    return f"{MARKERS}/{video_digest(source)}.json"
+
+
+def video_sources(ledger: Ledger) -> dict[str, set[str]]:
+    """Unit names per video source, from an infer ledger."""
+    out: dict[str, set[str]] = {}
+    for name, unit in ledger.units.items():
+        if unit.get("kind") == "video":
+            out.setdefault(unit["uris"][0], set()).add(name)
+    return out
+
+
+def track_in_place(ledger: Ledger, settings: TrackingSettings) -> TrackSummary:
+    """Fill ``track_id`` and the smoothed columns of an ``infer --track`` output, video by video.
+    Only videos whose units are all committed are tracked; videos already marked done are skipped
+    (a rerun re-tracks only unfinished videos, and a video whose units were redone)."""
+    files = results_files(ledger.output)
     if not files:
         return TrackSummary()
     model = dataset_model(files)
     videos, _ = index_videos(files)
-    done = {name.rsplit("/", 1)[-1] for name in _list_markers(output)}
-    todo = {s: f for s, f in videos.items() if f"{video_digest(s)}.json" not in done}
-    summary = TrackSummary(videos=len(videos), skipped_videos=len(videos) - len(todo))
+    committed, units_of = ledger.committed(), video_sources(ledger)
+    complete = {s for s in videos if units_of.get(s, set()) <= committed}
+    present = ledger.present()
+    todo = {s: f for s, f in videos.items() if s in complete and marker_name(s) not in present}
+    summary = TrackSummary(videos=len(videos), skipped_videos=len(complete) - len(todo),
+                           incomplete=len(videos) - len(complete))
+    ledger.declare(files=[marker_name(s) for s in sorted(todo)])
 
-    def one(source: str) -> int:
+    def one(source: str) -> VideoResult:
         def write(path: str, table: pa.Table) -> None:
             write_bytes_atomic(path, table_to_bytes(table))
 
-        tracks = track_video(source, todo[source], model, settings, write)
-        record = {"source": source, "tracks": tracks, **settings_identity(settings)}
-        write_bytes_atomic(join(join(output, MARKERS), f"{video_digest(source)}.json"), json.dumps(record).encode())
-        return tracks
+        result = track_video(source, todo[source], model, settings, write)
+        record = {"source": source, "tracks": result.tracks, **settings_identity(settings)}
+        write_bytes_atomic(join(ledger.output, marker_name(source)), json.dumps(record).encode())
+        return result
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        for tracks in pool.map(one, sorted(todo)):
-            summary.tracks += tracks
+        for source, result in zip(sorted(todo), pool.map(one, sorted(todo)), strict=True):
+            summary.add(result, source)
     summary.files = sum(len(f) for f in todo.values())
     return summary
 
 
-def _list_markers(output: str) -> list[str]:
-    fs, root = url_to_fs(join(output, MARKERS))
-    return with_retries(lambda: fs.find(root), f"list {root}") if fs.exists(root) else []
-
-
-def track_dataset(results: str, output: str, settings: TrackingSettings, overwrite: bool = False) -> TrackSummary:
+def track_dataset(results: str, output: str, settings: TrackingSettings, overwrite: bool = False,
+                  fps: float = DEFAULT_FPS) -> TrackSummary:
     """Re-track an existing results dataset into a new one (no network run): one file per video
-    chunk with ``track_id`` and the smoothed columns; image rows are copied as they are."""
-    files = list_files(results, ".parquet")
+    chunk with every input column plus ``track_id`` and the smoothed columns; rows of images and
+    unreadable inputs are copied with a null ``track_id``."""
+    results, output = normalise(results), normalise(output)
+    check_overlap(output, [results])
+    files = results_files(results)
     if not files:
         raise TrackingError(f"{results}: no results files")
-    existing = list_files(output, ".parquet")
-    if existing and not overwrite:
-        raise TrackingError(f"{output} already holds {len(existing)} files; pass --overwrite to replace them")
-    for path in existing:
-        remove(path)
+    check_columns(files, READ_COLUMNS)  # before the output is claimed
     model = dataset_model(files)
     videos, others = index_videos(files)
+    identity = {"results": results, "fps": fps, **settings_identity(settings)}
+    ledger = claim_output(output, "track", identity, overwrite, on_existing="refuse")
+    names = {(s, p): tracked_name(s, p) for s, chunks in videos.items() for _, p in chunks}
+    copies = {p: f"untracked.{p.rsplit('/', 1)[-1]}" for p in others}
+    ledger.declare(units={**{n: {"source": s, "from": p} for (s, p), n in names.items()},
+                          **{n: {"from": p} for p, n in copies.items()}})
     meta = read_metadata(read_parquet_schema(files[0]))
-    schema = _tracked_schema(model, meta, settings)
-    summary = TrackSummary(videos=len(videos))
+    metadata = {**meta, "model": model, "tracking": settings_identity(settings)}
+    summary = TrackSummary(videos=len(videos), fps=fps)
 
-    def one(source: str) -> int:
+    def one(source: str) -> VideoResult:
         def write(path: str, table: pa.Table) -> None:
-            write_bytes_atomic(join(output, tracked_name(source, path)), table_to_bytes(table.select(schema.names)
-                                                                                        .cast(schema)))
+            table = table.replace_schema_metadata(with_metadata(table.schema, metadata).metadata)
+            write_bytes_atomic(join(output, names[(source, path)]), table_to_bytes(table))
 
-        return track_video(source, videos[source], model, settings, write, columns=list(READ_COLUMNS))
+        return track_video(source, videos[source], model, settings, write, fps)
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        summary.tracks = sum(pool.map(one, sorted(videos)))
-    for path in others:  # images and unreadable inputs: documented columns, no tracking
-        rows = read_rows(path, None, list(READ_COLUMNS))
-        rows = rows.filter(pa.compute.invert(pa.compute.is_in(rows.column("source"), pa.array(list(videos)))))
-        name = path.rsplit("/", 1)[-1]
-        write_bytes_atomic(join(output, f"untracked.{name}"), table_to_bytes(_pad(rows, schema)))
-    summary.files = len(list_files(output, ".parquet"))
+        for source, result in zip(sorted(videos), pool.map(one, sorted(videos)), strict=True):
+            summary.add(result, source)
+    for path, name in copies.items():  # images and unreadable inputs: every column, no tracking
+        rows = read_results_file(path)
+        keep = [not is_video(s) for s in rows.column("source").to_pylist()]
+        rows = untracked(rows.filter(pa.array(keep, pa.bool_())))
+        rows = rows.replace_schema_metadata(with_metadata(rows.schema, metadata).metadata)
+        write_bytes_atomic(join(output, name), table_to_bytes(rows))
+    summary.files = len(names) + len(copies)
     return summary
-
-
-def _tracked_schema(model: str, meta: dict, settings: TrackingSettings) -> pa.Schema:
-    """The documented columns + tracking, with the source metadata and the tracking settings."""
-    full = results_schema(10 if model == "romp" else 11, with_tracking=True)
-    names = [n for n in READ_COLUMNS if n != "error"] + [f"{n}_smoothed" for n in SMOOTHED] + ["error"]
-    schema = pa.schema([full.field(n) for n in names])
-    return with_metadata(schema, {**meta, "model": model, "tracking": settings_identity(settings)})
-
-
-def _pad(rows: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Untracked rows in the tracked schema: smoothed = raw, track_id null."""
-    columns = []
-    for column in schema:
-        if column.name in rows.column_names:
-            columns.append(rows.column(column.name).cast(column.type))
-        elif column.name.endswith("_smoothed"):
-            columns.append(rows.column(column.name.removesuffix("_smoothed")).cast(column.type))
-        else:
-            columns.append(pa.nulls(rows.num_rows, column.type))
-    return pa.Table.from_arrays(columns, schema=schema)

@@ -242,13 +242,14 @@ def run_train(cfg: TrainConfig, progress: Callable[[TrainSummary], None] | None 
     from jobs.infer import ensure_ray
     from jobs.train_loop import sizes_of
     from pipelines.body_model_sets import load_body_model_set
-    from pipelines.jobstate import prepare_output
+    from pipelines.jobstate import claim_output
 
     cfg.validate()
     start = time.perf_counter()
     body = load_body_model_set(cfg.body_models, for_bev=cfg.model == "bev")  # fail early on a bad set
     sizes = sizes_of(cfg, body.name)
-    prepare_output(cfg.output, job_identity(cfg), cfg.overwrite)
+    ledger = claim_output(cfg.output, "train", job_identity(cfg), cfg.overwrite)
+    ledger.declare(folders=[RUN_DIR], files=[METRICS_FILE, MODEL_FILE])  # checkpoints, metrics, the model
     resume = latest_checkpoint_step(cfg.output)
     summary = TrainSummary(start_step=resume, step=resume, total_steps=total_steps(cfg, sum(
         s for s, d in zip(sizes, cfg.data, strict=True) if d.weight > 0)))

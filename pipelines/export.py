@@ -38,9 +38,10 @@ from core.formats.motion import (
 from core.formats.skeleton import smpl_skeleton
 from core.smpl_pickle import BodyModelFileError
 from pipelines.body_model_sets import load_body_model_set
+from pipelines.results import read_results_file
 from pipelines.schema import CAMERA_CONVENTION, column_array, read_metadata
 from pipelines.storage import join, list_files, normalise, read_parquet_schema, write_bytes_atomic
-from pipelines.tracking import DEFAULT_FPS, fps_of, index_videos, is_video, read_rows, video_digest
+from pipelines.tracking import DEFAULT_FPS, fps_of, index_videos, is_video, video_digest
 
 EXTENSIONS = {"gltf": ".glb", "bvh": ".bvh", "npz": ".npz"}
 GENDERS = ("neutral", "male", "female")
@@ -126,11 +127,11 @@ def read_result_groups(results: str) -> tuple[pa.Schema, list[Loader]]:
     videos, image_files = index_videos(files)
 
     def video(source: str, parts: list[tuple[int, str]]) -> Loader:
-        return lambda columns: _valid(pa.concat_tables([read_rows(path, source, columns) for _, path in parts]))
+        return lambda columns: _valid(pa.concat_tables([read_results_file(path, columns, source) for _, path in parts]))
 
     def images(path: str) -> Loader:
         def load(columns: list[str]) -> pa.Table:
-            table = _valid(read_rows(path, None, columns))
+            table = _valid(read_results_file(path, columns))
             return table.filter(pa.array([not is_video(s) for s in table.column("source").to_pylist()], pa.bool_()))
         return load
 

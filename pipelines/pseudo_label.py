@@ -46,13 +46,14 @@ from core.pseudo_labels import BODY_JOINTS, canonical_intrinsics, match_people, 
 from pipelines.annotations import ANNOTATION_VERSION, annotation_table
 from pipelines.pseudo_shards import Rows, label_columns, scores_table
 from pipelines.schema import read_metadata
-from pipelines.stages import table_to_bytes
 from pipelines.storage import (
+    file_fingerprint,
     join,
     list_files,
     read_parquet,
     read_parquet_schema,
     remove,
+    table_to_bytes,
     url_to_fs,
     with_retries,
     write_bytes_atomic,
@@ -118,25 +119,13 @@ def plan_groups(files: list[str]) -> list[Group]:
     return groups
 
 
-def file_version(uri: str) -> str:
-    """A file's version from its listing (S3 ETag, or size + modification time).
-
-    (Branch ``pipe`` adds ``pipelines.storage.file_fingerprint`` for the same purpose; use it there.)"""
-    fs, path = url_to_fs(uri)
-    info = with_retries(lambda: fs.info(path), f"stat {uri}")
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
-        return f"etag:{str(etag).strip(chr(34))}"
-    return f"size:{info.get('size')}:mtime:{info.get('mtime') or info.get('LastModified')}"
-
-
 def group_fingerprint(group: Group, ctx: LabelContext) -> str:
     """Identity of a group's inputs (file versions in every pass) and of the settings."""
     versions = []
     for name in group.names:
         for root in (ctx.results, ctx.flip, ctx.agree):
             if root:
-                versions.append(f"{name} {file_version(join(root, name))}")
+                versions.append(f"{name} {file_fingerprint(join(root, name))}")
     text = json.dumps({"files": versions, **ctx.identity()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

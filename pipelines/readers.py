@@ -26,7 +26,16 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.storage import is_local, join, normalise, read_bytes, url_to_fs, with_retries
+from pipelines.storage import (
+    PERMANENT_ERRORS,
+    fingerprint,
+    is_local,
+    join,
+    normalise,
+    read_bytes,
+    url_to_fs,
+    with_retries,
+)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
@@ -39,11 +48,16 @@ class InputError(RuntimeError):
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input: ``kind`` is ``image``, ``video`` or ``missing`` (then ``error`` says why)."""
+    """One input: ``kind`` is ``image``, ``video`` or ``missing`` (then ``error`` says why).
+
+    ``fingerprint`` identifies its content (ETag on S3, size + mtime locally; see
+    :func:`pipelines.storage.fingerprint`): a rerun redoes an input whose fingerprint changed.
+    """
 
     uri: str
     kind: str
     error: str | None = None
+    fingerprint: str = "missing"
 
 
 def kind_of(path: str) -> str | None:
@@ -110,23 +124,28 @@ def _expand_one(raw: str) -> list[InputItem]:
     uri = normalise(raw)
     fs, path = url_to_fs(uri)
     if any(ch in path for ch in "*?["):
-        matches = sorted(with_retries(lambda: fs.glob(path), f"list {uri}"))
-        found = [InputItem(_with_protocol(uri, m), k) for m in matches if (k := kind_of(m))]
+        matches = with_retries(lambda: fs.glob(path, detail=True), f"list {uri}")
+        found = _listed(uri, matches)
         if not found:
             raise InputError(f"{raw}: glob matches no images or videos")
         return found
     if os.path.splitext(uri)[1].lower() in MANIFEST_EXTS:
-        return [_listed(entry, raw) for entry in read_manifest(uri)]
+        return [_manifest_entry(entry, raw) for entry in read_manifest(uri)]
     if with_retries(lambda: fs.isdir(path), f"stat {uri}"):
-        listed = sorted(with_retries(lambda: fs.find(path), f"list {uri}"))
-        found = [InputItem(_with_protocol(uri, p), k) for p in listed if (k := kind_of(p))]
+        found = _listed(uri, with_retries(lambda: fs.find(path, detail=True), f"list {uri}"))
         if not found:
             raise InputError(f"{raw}: folder holds no images or videos")
         return found
     return [_single(uri)]
 
 
-def _listed(entry: str, manifest: str) -> InputItem:
+def _listed(uri: str, listing: dict[str, dict]) -> list[InputItem]:
+    """Images and videos of an fsspec listing (``{path: info}``), sorted, with their fingerprints."""
+    return [InputItem(_with_protocol(uri, p), k, fingerprint=fingerprint(listing[p]))
+            for p in sorted(listing) if (k := kind_of(p)) and listing[p].get("type", "file") == "file"]
+
+
+def _manifest_entry(entry: str, manifest: str) -> InputItem:
     """A manifest entry; one that names no image or video is an error row, not an abort."""
     if kind_of(entry) is None:
         return InputItem(normalise(entry), "missing", f"{entry}: not an image or video (listed in {manifest}; "
@@ -138,15 +157,18 @@ def _single(uri: str) -> InputItem:
     uri = normalise(uri)
     kind = kind_of(uri)
     fs, path = url_to_fs(uri)
-    exists = with_retries(lambda: fs.exists(path), f"stat {uri}")
+    try:
+        info = with_retries(lambda: fs.info(path), f"stat {uri}")
+    except FileNotFoundError:
+        info = None
     if kind is None:
-        if not exists:
+        if info is None:
             raise InputError(f"{uri}: does not exist")
         raise InputError(f"{uri}: not an image, video or manifest "
                          f"(known: {' '.join(sorted(IMAGE_EXTS | VIDEO_EXTS | MANIFEST_EXTS))})")
-    if not exists:
+    if info is None:
         return InputItem(uri, "missing", f"{uri}: not found")
-    return InputItem(uri, kind)
+    return InputItem(uri, kind, fingerprint=fingerprint(info))
 
 
 def decode_image(data: bytes, uri: str) -> np.ndarray:
@@ -158,9 +180,14 @@ def decode_image(data: bytes, uri: str) -> np.ndarray:
 
 
 def read_image(uri: str) -> np.ndarray:
-    """Read (with retries) and decode an image file or object."""
+    """Read (with retries) and decode an image file or object.
+
+    Permanent failures (not found, access denied, corrupt) raise :class:`InputError`; a transient
+    one that outlives the retries raises :class:`pipelines.storage.TransientError`.
+    """
     try:
         data = read_bytes(uri)
-    except OSError as err:
-        raise InputError(f"{uri}: cannot read ({err.strerror or err})") from err
+    except PERMANENT_ERRORS as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err) or type(err).__name__
+        raise InputError(f"{uri}: cannot read ({reason})") from err
     return decode_image(data, uri)

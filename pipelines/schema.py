@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -74,9 +75,16 @@ def results_schema(num_betas: int, with_verts: bool = False, with_age: bool = Fa
     return pa.schema(fields)
 
 
-def array_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
-    """(N, *shape) float array -> nested fixed-size-list column of ``dtype`` (zero-copy flat)."""
-    flat: pa.Array = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), pa.float32())
+def array_column(values: np.ndarray, dtype: pa.DataType, null_rows: np.ndarray | None = None) -> pa.Array:
+    """(N, *shape) float array -> nested fixed-size-list column of ``dtype`` (zero-copy flat).
+
+    ``null_rows`` (N,) bool: rows whose values are all null (error rows: valid lists of null values,
+    as :func:`error_table` writes them)."""
+    flat_values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    mask = None
+    if null_rows is not None and null_rows.any():
+        mask = np.repeat(np.asarray(null_rows, bool), flat_values.size // max(len(null_rows), 1))
+    flat: pa.Array = pa.array(flat_values, pa.float32(), mask=mask)
     for size in reversed(_nested_sizes(dtype)):
         flat = pa.FixedSizeListArray.from_arrays(flat, size)
     return flat
@@ -91,37 +99,75 @@ class FrameRef:
     timestamp: float | None = None
 
 
-def predictions_table(pred: Predictions, frames: Sequence[FrameRef], schema: pa.Schema) -> pa.Table:
-    """Rows of ``pred`` (whose images are ``frames``, in order) as a table of ``schema``."""
-    if len(frames) != pred.image_hw.shape[0]:
-        raise ValueError(f"{len(frames)} frame refs for {pred.image_hw.shape[0]} images")
+def prediction_columns(pred: Predictions) -> dict[str, np.ndarray]:
+    """Per-person numpy columns of ``pred``: the row content of the results schema, plus
+    ``image_index`` (which input image each person was found in)."""
     idx = pred.image_index
-    n = len(idx)
-    columns: dict[str, pa.Array] = {
-        "source": pa.array([frames[i].source for i in idx], pa.string()),
-        "frame": pa.array(np.array([frames[i].frame for i in idx], np.int64)),
-        "timestamp": pa.array([frames[i].timestamp for i in idx], pa.float64()),
-        "person": pa.array(pred.person.astype(np.int32)),
-        "track_id": pa.nulls(n, pa.int64()),
-        "model": pa.array([pred.model] * n, pa.string()),
-        "center_conf": pa.array(pred.center_conf.astype(np.float32)),
-        "image_height": pa.array(pred.image_hw[idx, 0].astype(np.int32)),
-        "image_width": pa.array(pred.image_hw[idx, 1].astype(np.int32)),
-        "error": pa.nulls(n, pa.string()),
+    columns = {
+        "image_index": idx.astype(np.int64),
+        "person": pred.person.astype(np.int32),
+        "center_conf": pred.center_conf.astype(np.float32),
+        "image_height": pred.image_hw[idx, 0].astype(np.int32),
+        "image_width": pred.image_hw[idx, 1].astype(np.int32),
     }
     for name in ("cam", "cam_trans", "smpl_thetas", "smpl_betas", "joints", "pj2d_org"):
-        columns[name] = array_column(getattr(pred, name), schema.field(name).type)
-    if "age_class" in schema.names:
-        ages = pred.age_class if pred.age_class is not None else np.full(n, -1, np.int8)
-        columns["age_class"] = pa.array(ages.astype(np.int8))
-    if "verts" in schema.names:
-        if pred.verts is None:
-            raise ValueError("schema has verts but the predictions were made without save_verts")
-        columns["verts"] = array_column(pred.verts, schema.field("verts").type)
+        columns[name] = np.asarray(getattr(pred, name), np.float32)
+    if pred.age_class is not None:
+        columns["age_class"] = pred.age_class.astype(np.int8)
+    if pred.verts is not None:
+        columns["verts"] = np.asarray(pred.verts, np.float32)
+    return columns
+
+
+def results_table(rows: dict[str, np.ndarray], schema: pa.Schema, model: str) -> pa.Table:
+    """Rows as numpy columns -> a table of ``schema``: ``source``, ``frame``, ``timestamp`` (NaN:
+    none), ``error`` ("" on good rows) and the columns of :func:`prediction_columns`. Error rows get
+    nulls (lists of null values in array columns); ``track_id`` is null until tracking; the
+    ``*_smoothed`` columns start as the raw values."""
+    n = len(rows["source"])
+    bad = np.asarray(rows["error"]).astype(str) != ""
+    stamps = np.asarray(rows["timestamp"], np.float64)
+    columns: dict[str, pa.Array] = {
+        "source": pa.array(np.asarray(rows["source"]).astype(str), pa.string()),
+        "frame": pa.array(np.asarray(rows["frame"], np.int64)),
+        "timestamp": pa.array(stamps, pa.float64(), mask=np.isnan(stamps)),
+        "track_id": pa.nulls(n, pa.int64()),
+        "model": pa.array(np.full(n, model), pa.string(), mask=bad),
+        "error": pa.array(np.asarray(rows["error"]).astype(str), pa.string(), mask=~bad),
+    }
+    for field in schema:
+        if field.name in columns or field.name.endswith("_smoothed"):
+            continue
+        if field.name not in rows:
+            if field.name == "verts":
+                raise ValueError("schema has verts but the predictions were made without save_verts")
+            values = np.full(n, -1, np.int8) if field.name == "age_class" else None
+            columns[field.name] = pa.array(values, field.type, mask=bad) if values is not None else \
+                pa.nulls(n, field.type)
+        elif pa.types.is_fixed_size_list(field.type):
+            columns[field.name] = array_column(rows[field.name], field.type, bad)
+        else:
+            columns[field.name] = pa.array(np.asarray(rows[field.name]), field.type, mask=bad)
     for name in SMOOTHED:  # until tracking runs, the smoothed values are the raw ones
         if f"{name}_smoothed" in schema.names:
             columns[f"{name}_smoothed"] = columns[name]
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def predictions_table(pred: Predictions, frames: Sequence[FrameRef], schema: pa.Schema) -> pa.Table:
+    """Rows of ``pred`` (whose images are ``frames``, in order) as a table of ``schema``."""
+    if len(frames) != pred.image_hw.shape[0]:
+        raise ValueError(f"{len(frames)} frame refs for {pred.image_hw.shape[0]} images")
+    rows = prediction_columns(pred)
+    idx = rows.pop("image_index")
+    rows.update(_frame_columns([frames[i] for i in idx]), error=np.full(len(idx), ""))
+    return results_table(rows, schema, pred.model)
+
+
+def _frame_columns(frames: Sequence[FrameRef]) -> dict[str, np.ndarray]:
+    return {"source": np.array([f.source for f in frames], dtype=object).astype(str),
+            "frame": np.array([f.frame for f in frames], np.int64),
+            "timestamp": np.array([np.nan if f.timestamp is None else f.timestamp for f in frames], np.float64)}
 
 
 def _nested_sizes(dtype: pa.DataType) -> list[int]:
@@ -132,38 +178,17 @@ def _nested_sizes(dtype: pa.DataType) -> list[int]:
     return sizes
 
 
-def _all_null_lists(dtype: pa.DataType, n: int) -> pa.Array:
-    """n fixed-size lists whose every element is null.
-
-    (The lists themselves stay valid: pyarrow 25 cannot read back a Parquet column holding a
-    null fixed-size list -- "Expected all lists to be of size=3 but index 2 had size=0".)
-    """
-    sizes = _nested_sizes(dtype)
-    values: pa.Array = pa.nulls(n * int(np.prod(sizes)), pa.float32())
-    for size in reversed(sizes):
-        values = pa.FixedSizeListArray.from_arrays(values, size)
-    return values
-
-
 def error_table(frames: Sequence[FrameRef], errors: Sequence[str], schema: pa.Schema) -> pa.Table:
     """One row per unreadable input: source, frame, timestamp and error set, the rest null
-    (array columns hold lists of null values)."""
+    (array columns hold lists of null values: pyarrow 25 cannot read back a Parquet column holding a
+    null fixed-size list -- "Expected all lists to be of size=3 but index 2 had size=0")."""
     n = len(frames)
-    columns = []
+    rows = {**_frame_columns(frames), "error": np.array(list(errors), dtype=object).astype(str),
+            "person": np.full(n, -1, np.int32)}
     for field in schema:
-        if field.name == "source":
-            columns.append(pa.array([f.source for f in frames], pa.string()))
-        elif field.name == "frame":
-            columns.append(pa.array([f.frame for f in frames], pa.int64()))
-        elif field.name == "timestamp":
-            columns.append(pa.array([f.timestamp for f in frames], pa.float64()))
-        elif field.name == "error":
-            columns.append(pa.array(list(errors), pa.string()))
-        elif pa.types.is_fixed_size_list(field.type):
-            columns.append(_all_null_lists(field.type, n))
-        else:
-            columns.append(pa.nulls(n, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+        if pa.types.is_fixed_size_list(field.type):
+            rows[field.name] = np.zeros((n, *_nested_sizes(field.type)), np.float32)
+    return results_table(rows, schema, "")
 
 
 def with_metadata(schema: pa.Schema, metadata: dict) -> pa.Schema:
@@ -177,12 +202,20 @@ def read_metadata(schema: pa.Schema) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def column_array(table: pa.Table, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A fixed-size-list column (or flat lists of equal length) -> float32 array (N, *shape).
+def column_array(table: Any, name: str | None = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An array column -> float32 array (N, *shape).
 
-    ``shape`` is needed only for flat lists; error rows (nulls) must be filtered out first.
+    ``table`` is an Arrow table or a pandas DataFrame (with ``name``), or one column on its own (an
+    Arrow array or a pandas Series, ``name`` None). Arrow fixed-size lists give their own shape;
+    flat lists of equal length need ``shape``. pandas cells may be numpy arrays (as
+    ``pipelines.results.read_results(..., pandas=True)`` and ``pandas.read_parquet`` give them) or
+    nested lists. Error rows (nulls) must be filtered out first.
     """
-    col = table.column(name).combine_chunks()
+    col = _column_of(table, name)
+    if not isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return _pandas_column_array(col, name, shape)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     if col.null_count:
         raise ValueError(f"column {name!r} has {col.null_count} null rows; drop error rows first")
     sizes = []
@@ -195,3 +228,29 @@ def column_array(table: pa.Table, name: str, shape: tuple[int, ...] | None = Non
     if shape is None:
         shape = tuple(sizes) if pa.types.is_fixed_size_list(col.type) else (-1,)
     return flat.reshape(len(col), *shape)
+
+
+def _column_of(table: Any, name: str | None) -> Any:
+    if name is None:
+        return table
+    if isinstance(table, pa.Table):
+        return table.column(name)
+    return table[name]  # a pandas DataFrame
+
+
+def _pandas_column_array(series: Any, name: str | None, shape: tuple[int, ...] | None) -> np.ndarray:
+    cells = list(series)
+    missing = sum(cell is None or (np.ndim(cell) == 0 and cell != cell) for cell in cells)
+    if missing:
+        raise ValueError(f"column {name!r} has {missing} null rows; drop error rows first")
+    if not cells:
+        return np.zeros((0, *(shape or ())), np.float32)
+    stacked = np.stack([_dense(cell) for cell in cells])
+    return stacked.reshape(len(cells), *shape) if shape is not None else stacked
+
+
+def _dense(cell: Any) -> np.ndarray:
+    """A cell (numpy array, possibly of arrays as pandas stores nested lists, or a list) -> float32."""
+    if isinstance(cell, np.ndarray) and cell.dtype != object:
+        return cell.astype(np.float32, copy=False)
+    return np.array([_dense(c) for c in cell] if len(cell) and np.ndim(cell[0]) else list(cell), np.float32)

@@ -23,7 +23,15 @@ from fsspec import AbstractFileSystem
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Failures that retrying cannot fix: the object is absent, forbidden or not what was asked for. Everything
+# else (connection resets, timeouts, throttling: botocore / aiohttp raise many types) is transient.
 PERMANENT_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError)
+
+
+class TransientError(RuntimeError):
+    """A storage operation kept failing, after retries, for a reason that may go away (network,
+    throttling). Work that meets it is left undone -- never recorded as a bad input -- so that a
+    rerun retries it."""
 
 
 def url_to_fs(uri: str) -> tuple[AbstractFileSystem, str]:
@@ -48,15 +56,21 @@ def join(root: str, name: str) -> str:
 
 
 def with_retries(action: Callable[[], T], what: str, attempts: int = 4, backoff_s: float = 0.5) -> T:
-    """Run ``action``; retry transient failures (network, throttling) with exponential backoff."""
+    """Run ``action``; retry transient failures (network, throttling) with exponential backoff.
+
+    Permanent errors (:data:`PERMANENT_ERRORS`) are raised at once; a transient one that outlives
+    the retries is raised as :class:`TransientError` naming ``what``.
+    """
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except PERMANENT_ERRORS:
             raise
+        except TransientError:
+            raise
         except Exception as err:  # botocore / aiohttp errors surface as many types
             if attempt == attempts:
-                raise
+                raise TransientError(f"{what}: {type(err).__name__}: {err} (after {attempts} attempts)") from err
             log.warning("%s failed (%s: %s); retry %d/%d", what, type(err).__name__, err, attempt, attempts - 1)
             time.sleep(backoff_s * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
@@ -80,17 +94,44 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
         tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
         with open(tmp, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes are on disk before the name says "done"
         os.replace(tmp, path)
+        _fsync_dir(directory)  # ... and so is the rename, across a power loss
         return
     with_retries(lambda: fs.pipe_file(path, data), f"write {uri}")
 
 
-def video_url(uri: str, expires_s: int = 24 * 3600) -> str:
-    """Something OpenCV's FFmpeg can open and seek: a local path, or a presigned HTTP(S) URL."""
-    if is_local(uri):
-        return url_to_fs(uri)[1]
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic there
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporary_names_of(name: str) -> str:
+    """Glob pattern of the temporary files :func:`write_bytes_atomic` uses for ``name``."""
+    return f".{name}.*.tmp"
+
+
+def fingerprint(info: dict) -> str:
+    """Content identity of a file from its fsspec ``info``: the ETag on S3 (changes with the content),
+    size + modification time locally."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    if hasattr(mtime, "timestamp"):
+        mtime = mtime.timestamp()
+    return f"size:{info.get('size')}:mtime:{mtime}"
+
+
+def file_fingerprint(uri: str) -> str:
     fs, path = url_to_fs(uri)
-    return with_retries(lambda: fs.url(path, expires=expires_s), f"sign {uri}")
+    return fingerprint(with_retries(lambda: fs.info(path), f"stat {uri}"))
 
 
 def _download(fs: AbstractFileSystem, path: str) -> bytes:
@@ -103,16 +144,25 @@ def cache_dir() -> str:
 
 def localize(uri: str, directory: bool = False) -> str:
     """A local path for ``uri``: local paths as they are; remote files (or, with ``directory``,
-    every file under a remote prefix) are downloaded once into the meshfleet cache."""
+    every file under a remote prefix) are downloaded once into the meshfleet cache.
+
+    The cache is keyed by the content identity of what is read (the URI and each object's ETag,
+    or size + modification time), so a replaced object is fetched again, never served stale.
+    """
     if is_local(uri):
         return url_to_fs(uri)[1]
     fs, path = url_to_fs(uri)
-    target = os.path.join(cache_dir(), hashlib.sha1(uri.encode()).hexdigest()[:16])
+    fs.invalidate_cache(path)  # a long-lived worker must see a replaced object, not a cached listing
+    if directory:
+        listing = with_retries(lambda: fs.find(path, detail=True), f"list {uri}")
+    else:
+        listing = {path: with_retries(lambda: fs.info(path), f"stat {uri}")}
+    identity = "\n".join([uri, *(f"{p} {fingerprint(info)}" for p, info in sorted(listing.items()))])
+    target = os.path.join(cache_dir(), hashlib.sha1(identity.encode()).hexdigest()[:16])
     done = os.path.join(target, ".complete")
     if not os.path.exists(done):
         os.makedirs(target, exist_ok=True)
-        sources = with_retries(lambda: fs.find(path), f"list {uri}") if directory else [path]
-        for source in sources:
+        for source in sorted(listing):
             name = os.path.relpath(source, path) if directory else posixpath.basename(source)
             local = os.path.join(target, name)
             os.makedirs(os.path.dirname(local), exist_ok=True)
@@ -131,6 +181,15 @@ def list_files(root: str, suffix: str) -> list[str]:
     names = [p for p in found if p.endswith(suffix) and not posixpath.basename(p).startswith((".", "_"))]
     prefix = "" if is_local(root) else root.split("://", 1)[0] + "://"
     return sorted(prefix + p for p in names)
+
+
+def table_to_bytes(table: pa.Table) -> bytes:
+    """A table as the bytes of a Parquet file (zstd)."""
+    import io
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:

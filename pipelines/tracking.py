@@ -2,8 +2,9 @@
 
 A video's rows are read one results file at a time (its chunks, in frame order), tracked and
 smoothed with state carried from one file to the next -- so chunking never starts new ids -- and
-written back: in place for ``infer --track``, or to a new dataset for ``meshfleet track``. Only the
-documented columns are read. Rows of images and error rows pass through (``track_id`` null).
+written back: in place for ``infer --track``, or to a new dataset for ``meshfleet track``. Every
+column is kept; ``track_id`` and the ``*_smoothed`` columns are added or updated. Rows of images and
+error rows pass through (``track_id`` null). Files are read through :mod:`pipelines.results`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from core.smoothing import PoseSmoother, SmoothingConfig
 from core.tracking import ByteTracker3D, TrackerConfig, measurement
 from pipelines.readers import kind_of
+from pipelines.results import read_results_file, require
 from pipelines.schema import SMOOTHED, array_column, column_array
-from pipelines.storage import read_parquet
 
-READ_COLUMNS = ("source", "frame", "timestamp", "person", "track_id", "model", "center_conf", "cam", "cam_trans",
+# What tracking needs (timestamp, track_id and error are optional: absent ones are read as nulls).
+READ_COLUMNS = ("source", "frame", "timestamp", "person", "track_id", "center_conf", "cam", "cam_trans",
                 "smpl_thetas", "smpl_betas", "error")
-DEFAULT_FPS = 30.0
+DEFAULT_FPS = 30.0  # frame rate assumed for a video whose rows carry no timestamps (``--fps``)
 
 
 @dataclass(frozen=True)
@@ -48,19 +49,28 @@ def centers_of(cam: np.ndarray, model: str) -> np.ndarray:
 
 
 class VideoTracker:
-    """Tracks the rows of one video, given in frame order over successive calls."""
+    """Tracks the rows of one video, given in frame order over successive calls.
 
-    def __init__(self, model: str, settings: TrackingSettings):
+    The frame rate comes from the rows' timestamps; without any, ``fallback_fps`` is used and
+    ``assumed_fps`` becomes True (callers say so).
+    """
+
+    def __init__(self, model: str, settings: TrackingSettings, fallback_fps: float = DEFAULT_FPS):
         self.model = model
         self.tracker = ByteTracker3D(settings.tracker)
         self.smoother = PoseSmoother(model, settings.smoothing)
         self.last_frame = -1
         self.fps: float | None = None
+        self.fallback_fps = fallback_fps
+        self.assumed_fps = False
 
     def _fps(self, frames: np.ndarray, stamps: np.ndarray) -> float:
         if self.fps is None:
-            self.fps = fps_of(frames, stamps)
-        return self.fps
+            if (np.isfinite(stamps) & (stamps > 0)).any():
+                self.fps = fps_of(frames, stamps)
+            elif (frames > 0).any():  # frame 0 alone (timestamp 0) does not tell the rate yet
+                self.fps, self.assumed_fps = self.fallback_fps, True
+        return self.fps if self.fps is not None else self.fallback_fps
 
     def process(self, table: pa.Table) -> pa.Table:
         """Rows of this video (later frames than any earlier call) -> the rows with ``track_id`` and
@@ -95,21 +105,33 @@ class VideoTracker:
         return _with_tracking(table, track_ids, smoothed, valid)
 
 
-def _with_tracking(table: pa.Table, track_ids: np.ndarray, smoothed: dict[str, np.ndarray],
+def _with_tracking(table: pa.Table, track_ids: np.ndarray, smoothed: dict[str, np.ndarray] | None,
                    valid: np.ndarray) -> pa.Table:
+    """``table`` with ``track_id`` and the smoothed columns set (added before ``error`` if absent);
+    ``smoothed`` None: the raw values (rows that are not tracked)."""
     ids = pa.array(np.where(track_ids >= 0, track_ids, 0), pa.int64(), mask=track_ids < 0)
-    table = table.set_column(table.schema.get_field_index("track_id"), "track_id", ids)
+    table = _put(table, pa.field("track_id", pa.int64()), ids)
     for name in SMOOTHED:
         dtype = table.schema.field(name).type
-        values = np.where(valid.reshape(-1, *([1] * (smoothed[name].ndim - 1))), smoothed[name], np.nan)
-        column = array_column(values, dtype)
-        target = f"{name}_smoothed"
-        if target in table.schema.names:
-            table = table.set_column(table.schema.get_field_index(target), target, column)
+        if smoothed is None:
+            column = table.column(name)
         else:
-            index = table.schema.get_field_index("error")
-            table = table.add_column(index, pa.field(target, dtype), column)
+            values = np.where(valid.reshape(-1, *([1] * (smoothed[name].ndim - 1))), smoothed[name], np.nan)
+            column = array_column(values, dtype)
+        table = _put(table, pa.field(f"{name}_smoothed", dtype), column)
     return table
+
+
+def _put(table: pa.Table, field: pa.Field, column) -> pa.Table:
+    if field.name in table.schema.names:
+        return table.set_column(table.schema.get_field_index(field.name), field, column)
+    index = table.schema.get_field_index("error")
+    return table.add_column(index if index >= 0 else table.num_columns, field, column)
+
+
+def untracked(table: pa.Table) -> pa.Table:
+    """Rows that are not tracked (images, errors) with the tracking columns: null ids, smoothed = raw."""
+    return _with_tracking(table, np.full(table.num_rows, -1, np.int64), None, np.zeros(table.num_rows, bool))
 
 
 def is_video(source: str) -> bool:
@@ -122,7 +144,7 @@ def index_videos(files: list[str]) -> tuple[dict[str, list[tuple[int, str]]], li
     videos: dict[str, list[tuple[int, str]]] = {}
     others: list[str] = []
     for path in files:
-        table = read_parquet(path, ["source", "frame"])
+        table = read_results_file(path, ["source", "frame"])
         sources = table.column("source").to_pylist()
         frames = table.column("frame").to_numpy(zero_copy_only=False)
         firsts: dict[str, int] = {}
@@ -136,20 +158,22 @@ def index_videos(files: list[str]) -> tuple[dict[str, list[tuple[int, str]]], li
     return {k: sorted(v) for k, v in videos.items()}, others
 
 
-def read_rows(path: str, source: str | None, columns: list[str] | None = None) -> pa.Table:
-    """Rows of ``path`` (only those of ``source`` if given)."""
-    table = read_parquet(path, columns)
-    return table if source is None else table.filter(pc.equal(table.column("source"), source))
+@dataclass(frozen=True)
+class VideoResult:
+    tracks: int  # distinct track ids
+    assumed_fps: bool  # no timestamps: tracked at the fallback rate
 
 
 def track_video(source: str, files: list[tuple[int, str]], model: str, settings: TrackingSettings,
-                write: Callable[[str, pa.Table], None], columns: list[str] | None = None) -> int:
-    """Track one video streaming over its files; ``write(file, tracked_rows)`` per file. Returns the
-    number of distinct track ids."""
-    tracker = VideoTracker(model, settings)
+                write: Callable[[str, pa.Table], None], fallback_fps: float = DEFAULT_FPS) -> VideoResult:
+    """Track one video streaming over its files (every column read and kept); ``write(file,
+    tracked_rows)`` per file."""
+    tracker = VideoTracker(model, settings, fallback_fps)
     for _, path in files:
-        write(path, tracker.process(read_rows(path, source, columns)))
-    return tracker.tracker.next_id - 1
+        rows = read_results_file(path, None, source)
+        require(rows, READ_COLUMNS, path)
+        write(path, tracker.process(rows))
+    return VideoResult(tracker.tracker.next_id - 1, tracker.assumed_fps)
 
 
 def video_digest(source: str) -> str:

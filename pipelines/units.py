@@ -1,8 +1,13 @@
 """Work units: the chunks a job is cut into, each committed as exactly one results file.
 
 A unit is a group of consecutive images, a frame range of one video, or one input that could not
-be opened at all. Unit file names are deterministic (a digest of the unit's inputs and range), so a
-rerun over the same plan finds which units are already committed.
+be opened at all. Unit file names are deterministic (a digest of the unit's inputs and range).
+
+A job grows incrementally (:func:`plan_run`): the ledger of the output records every unit planned
+so far and the fingerprint of every input; a rerun plans units only for inputs that are new or whose
+content changed (their old rows are removed -- the unit file deleted, or rewritten without them when
+it also holds other images -- and they are planned again), finishes units planned before but never
+committed, and leaves alone the units of inputs no longer given (their rows stay).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from pipelines.readers import InputError, InputItem
 from pipelines.video import VideoInfo, probe_video
@@ -64,11 +69,16 @@ class WorkUnit:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WorkUnit:
+        return cls(**{**data, "uris": tuple(data["uris"])})
+
     @classmethod
     def from_json(cls, text: str) -> WorkUnit:
-        data = json.loads(text)
-        data["uris"] = tuple(data["uris"])
-        return cls(**data)
+        return cls.from_dict(json.loads(text))
 
 
 def _probe(item: InputItem) -> VideoInfo | InputError:
@@ -118,6 +128,51 @@ def plan_units(items: Sequence[InputItem], images_per_unit: int = 32, frames_per
     return units
 
 
-def plan_digest(units: Sequence[WorkUnit]) -> str:
-    """Identity of a plan: changes when the inputs or the chunking change."""
-    return hashlib.sha256("\n".join(u.name for u in units).encode()).hexdigest()
+@dataclass
+class RunPlan:
+    """What a run does to an output: ``todo`` = units to run (``new`` ones planned now + earlier ones
+    never committed); ``stale``: names of old units to delete first (all their inputs changed, or they
+    were never finished); ``trim``: committed image units that also hold changed images -> those
+    images, whose rows are removed from the unit file; ``added`` / ``changed`` / ``removed``: input
+    URIs new to the job, with new content, no longer given."""
+
+    todo: list[WorkUnit] = field(default_factory=list)
+    new: list[WorkUnit] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    trim: dict[str, list[str]] = field(default_factory=dict)
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+def plan_run(items: Sequence[InputItem], known_units: dict[str, dict], known_inputs: dict[str, str],
+             committed: set[str], images_per_unit: int = 32, frames_per_chunk: int = 128) -> RunPlan:
+    """Plan one run over ``items`` given what the output's ledger knows (see the module docstring).
+
+    ``known_units``: unit name -> :meth:`WorkUnit.as_dict`; ``known_inputs``: URI -> fingerprint;
+    ``committed``: names of the unit files present.
+    """
+    current = {item.uri: item for item in items}
+    plan = RunPlan(fingerprints={item.uri: item.fingerprint for item in items})
+    plan.added = [uri for uri in current if uri not in known_inputs]
+    plan.changed = [uri for uri in current if uri in known_inputs and known_inputs[uri] != current[uri].fingerprint]
+    plan.removed = sorted(uri for uri in known_inputs if uri not in current)
+    changed = set(plan.changed)
+    covered = {uri for data in known_units.values() for uri in data["uris"]}
+    replan = set(plan.added) | changed | {uri for uri in current if uri not in covered}
+    for name, data in known_units.items():
+        unit = WorkUnit.from_dict(data)
+        redo = [uri for uri in unit.uris if uri in changed]
+        unfinished = name not in committed
+        if redo and not unfinished and len(redo) < len(unit.uris):
+            plan.trim[name] = redo  # the other images of the unit keep their rows
+        elif redo or (unfinished and not all(uri in current for uri in unit.uris)):
+            plan.stale.append(name)  # deleted (if committed), its inputs still given planned again
+            replan.update(uri for uri in unit.uris if uri in current)
+        elif unfinished:
+            plan.todo.append(unit)
+    plan.new = plan_units([item for item in items if item.uri in replan], images_per_unit, frames_per_chunk)
+    taken = {u.name for u in plan.todo}
+    plan.todo.extend(u for u in plan.new if u.name not in taken)
+    return plan

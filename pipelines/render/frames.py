@@ -26,8 +26,8 @@ import torch
 from core.render import SIDE, TOP, canonical_camera, fit_camera, fit_view
 from pipelines.readers import InputError, read_image
 from pipelines.render.plan import MediaUnit, ResultsInfo
+from pipelines.results import read_results_file
 from pipelines.schema import column_array
-from pipelines.tracking import read_rows
 from pipelines.video import VideoInfo, iter_video_frames
 
 FRAMES_PER_BATCH = 8
@@ -39,7 +39,7 @@ Batch = dict[str, np.ndarray]
 
 def read_unit_rows(unit: MediaUnit, info: ResultsInfo) -> pa.Table:
     """The good rows of ``unit`` from its results files, sorted by (frame, person)."""
-    table = pa.concat_tables([read_rows(path, unit.source, info.read_columns()) for path in unit.files],
+    table = pa.concat_tables([read_results_file(path, info.read_columns(), unit.source) for path in unit.files],
                              promote_options="default")
     if "error" in table.column_names:
         table = table.filter(table.column("error").is_null())

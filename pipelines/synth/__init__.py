@@ -3,5 +3,5 @@
     generator  one unit: draw, render and write its scenes, then its oracle and labels files
     oracle     the ground truth as a meshfleet results dataset
     media      JPEG / PNG / MP4 encoding and the contact sheet
-    ray_run    units on Ray Data
+    job        synth on the job skeleton (pipelines.skeleton): stages, committer, on Ray or in process
 """

@@ -21,8 +21,7 @@ from core.scenes.settings import SceneSettings
 from pipelines.annotations import concat_rows, labels_table, scene_rows
 from pipelines.body_model_sets import load_body_model_set
 from pipelines.readers import read_image
-from pipelines.stages import table_to_bytes
-from pipelines.storage import join, read_bytes, write_bytes_atomic
+from pipelines.storage import join, read_bytes, table_to_bytes, write_bytes_atomic
 from pipelines.synth.media import encode_jpeg, encode_mask, encode_mp4
 from pipelines.synth.oracle import oracle_table
 
@@ -157,10 +156,17 @@ class SceneGenerator:
                 fps[source] = built.scene.fps
             rows.append(scene_rows(built, source))
             frames += len(built.frames)
-        labels = labels_table(concat_rows(rows), self.spec.body_model_set, self.spec.metadata)
-        write_table(oracle_table(labels, fps, self.spec.metadata), join(join(output, "oracle"), unit.name))
+        labels, oracle = unit_tables(concat_rows(rows), fps, self.spec)
+        write_table(oracle, join(join(output, "oracle"), unit.name))
         write_table(labels, join(join(output, "labels"), unit.name))
         return UnitStats(unit.name, unit.stop - unit.start, frames, labels.num_rows)
+
+
+def unit_tables(rows: dict[str, np.ndarray], fps: dict[str, float], spec: SynthSpec) -> tuple[pa.Table, pa.Table]:
+    """The person rows of a unit's scenes (in scene order) -> its labels and oracle tables; ``fps``
+    maps video sources to their frame rate."""
+    labels = labels_table(rows, spec.body_model_set, spec.metadata)
+    return labels, oracle_table(labels, fps, spec.metadata)
 
 
 def write_table(table: pa.Table, uri: str) -> None:

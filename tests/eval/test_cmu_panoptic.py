@@ -386,3 +386,14 @@ def test_flat_list_columns_read_like_nested_ones(scene, tmp_path):
     pq.write_table(table, tmp_path / "flat" / "part-0.parquet")
     nested = evaluate(EvalConfig("cmu-panoptic", str(results), data=str(data))).metrics
     assert evaluate(EvalConfig("cmu-panoptic", str(tmp_path / "flat"), data=str(data))).metrics == nested
+
+
+def test_results_without_optional_columns(scene, tmp_path):
+    """A table that follows the documented schema but has no error / timestamp / track_id columns."""
+    data, results = scene
+    table = pq.read_table(results)
+    bare = table.filter(table.column("error").is_null()).drop_columns(["error", "timestamp", "track_id"])
+    (tmp_path / "bare").mkdir()
+    pq.write_table(bare, tmp_path / "bare" / "part-0.parquet")
+    expected = evaluate(EvalConfig("cmu-panoptic", str(results), data=str(data))).metrics
+    assert evaluate(EvalConfig("cmu-panoptic", str(tmp_path / "bare"), data=str(data))).metrics == expected

@@ -254,7 +254,7 @@ def test_ray_cluster_has_the_fields_kuberay_requires(label, spec):
             assert float(group["rayStartParams"]["num-gpus"]) == int(gpus)
         tolerations = group["template"]["spec"].get("tolerations", [])
         assert any(t["key"] == "nvidia.com/gpu" for t in tolerations), f"{label}: GPU taint not tolerated"
-        # meshfleet requests GPUs only if the cluster has some when the job starts (pipelines/ray_job.py).
+        # meshfleet requests GPUs only if the cluster has some when the job starts (pipelines/ray_runner.py).
         assert group["minReplicas"] >= 1
     assert gpu_groups >= 1
 

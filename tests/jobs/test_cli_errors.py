@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import jobs.infer
-import pipelines.ray_job
+import pipelines.inference
 from jobs.cli import app
 from jobs.synthetic import draw_scene
 
@@ -147,7 +147,7 @@ def test_user_error_is_one_line_naming_the_input(args, code, message, before_mod
         def model_loaded(*_):
             raise AssertionError("a model was loaded")
 
-        monkeypatch.setattr(pipelines.ray_job.ModelSpec, "build", model_loaded)
+        monkeypatch.setattr(pipelines.inference.ModelSpec, "build", model_loaded)
     result = runner.invoke(app, [_fill(a, files) for a in args])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

@@ -134,8 +134,6 @@ def test_rerun_resumes_and_new_thresholds_relabel_without_inference(labelled, tm
     assert report["kept"] == 0 and report["thresholds"]["min_center_conf"] == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="needs incremental infer (branch pipe: inputs are no longer part of the "
-                                       "job identity); remove this mark when it is merged")
 def test_rerun_with_an_extra_input_labels_only_the_new_unit(labelled, corpus, tmp_path):
     tmp, args, _ = labelled
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ from eval.tracking_job import MotExportJob, TrackingEvalJob
 from jobs.cli import app
 from jobs.config import InferConfig
 from jobs.specs import SpecError, dump_spec, load_spec, parse_spec, to_dict
-from pipelines.ray_job import Resources
+from pipelines.inference import Resources
 from pipelines.tracking import TrackingSettings
 
 runner = CliRunner()

@@ -9,8 +9,10 @@ import pytest
 import s3fs
 
 from core.predictor import PreparedImage
+from pipelines.inference import unit_of
 from pipelines.readers import InputItem
-from pipelines.stages import decode_unit
+from pipelines.skeleton import unit_batch
+from pipelines.stages import read_frames
 from pipelines.units import plan_units
 from pipelines.video import _seek_verified, iter_video_frames, open_video, probe_video
 
@@ -144,10 +146,12 @@ def test_decode_stage_rows_equal_across_chunkings(videos):
         return PreparedImage(image[None], np.zeros((1, 3), np.float32), np.array([-1]), h, w)
 
     def rows(chunk: int):
-        decoded = [decode_unit(unit, identity) for unit in plan_units(items, frames_per_chunk=chunk)]
-        assert not [e for d in decoded for e in d.errors]
-        return ([(f.source, f.frame, f.timestamp) for d in decoded for f in d.frames],
-                [p.inputs for d in decoded for p in d.prepared])
+        batches = [batch for unit in plan_units(items, frames_per_chunk=chunk)
+                   for batch in read_frames(unit_batch(unit_of(unit)), identity)]
+        assert not [e for b in batches for e in b["error"] if e]
+        return ([(str(s), int(f), float(t)) for b in batches for s, f, t in zip(b["source"], b["frame"], b["timestamp"],
+                                                                                 strict=True)],
+                [views for b in batches for views in b["views"]])
 
     (refs, images), (chunked_refs, chunked_images) = rows(1000), rows(96)
     assert chunked_refs == refs and len(refs) == 2 * FRAMES
