@@ -66,7 +66,10 @@ class MakeScenes:
 def synth_stages(spec: SynthSpec, output: str, workers: int, torch_threads: int | None) -> list[Stage]:
     """``workers`` scene actors on Ray, one CPU and ``torch_threads`` each (1 on Ray: the actors are
     the parallelism; None in this process: torch's default)."""
-    return [Stage("scenes", scene_items, num_cpus=0.1),
+    # The index stage only lists scene numbers: it reserves no CPU, so that `workers` actors of one CPU
+    # each can take every CPU of the machine without starving it (a 0.1-CPU stage deadlocked a
+    # 2-CPU embedded Ray with the default one actor per CPU).
+    return [Stage("scenes", scene_items, num_cpus=0),
             Stage("make", MakeScenes, actor=True, kwargs={"spec": spec, "output": output,
                                                           "torch_threads": torch_threads},
                   batch_size=1, num_cpus=1, concurrency=workers)]
