@@ -112,16 +112,20 @@ def video_scenes(cfg: DemoConfig) -> Any:
                        body_models=cfg.body_models, settings=settings)
 
 
-def infer_config(cfg: DemoConfig) -> Any:
+def infer_configs(cfg: DemoConfig) -> dict[str, Any]:
+    """Two inference jobs: the still images (scored by AGORA's protocol, which takes images only)
+    and the video (tracked, scored by the MOT metrics)."""
     from core.settings import PredictorSettings
     from jobs.config import InferConfig, with_checkpoint_names
     from pipelines.tracking import TrackingSettings
 
     names = with_checkpoint_names({"checkpoint": cfg.checkpoint, "model": cfg.model})
-    return InferConfig(inputs=(cfg.path("scenes", "images", "images"), cfg.path("scenes", "video", "videos")),
-                       model=names["model"], checkpoint=cfg.checkpoint, body_models=cfg.body_models,
-                       output=cfg.path("results"), settings=PredictorSettings(device=cfg.device),
-                       track=TrackingSettings()).validate()
+    common = {"model": names["model"], "checkpoint": cfg.checkpoint, "body_models": cfg.body_models,
+              "settings": PredictorSettings(device=cfg.device)}
+    return {"images": InferConfig(inputs=(cfg.path("scenes", "images", "images"),),
+                                  output=cfg.path("results", "images"), **common).validate(),
+            "video": InferConfig(inputs=(cfg.path("scenes", "video", "videos"),), output=cfg.path("results", "video"),
+                                 track=TrackingSettings(), **common).validate()}
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoReport:
@@ -129,7 +133,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoReport:
     from jobs.infer import ensure_ray
 
     cfg.validate()
-    infer_cfg = infer_config(cfg)  # checks the checkpoint and body models before Ray starts
+    infer_cfg = infer_configs(cfg)  # checks the checkpoint and body models before Ray starts
     report = DemoReport()
     started = ensure_ray(None)
     try:
@@ -158,9 +162,10 @@ def _synth(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[s
 def _infer(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[str], None]) -> None:
     from jobs.infer import run_infer
 
-    summary = run_infer(infer_cfg)
-    say(f"infer   {infer_cfg.output}: {summary.line()}")
-    report.paths["results (Parquet)"] = infer_cfg.output
+    for job in infer_cfg.values():
+        summary = run_infer(job)
+        say(f"infer   {job.output}: {summary.line()}")
+    report.paths["results (Parquet)"] = cfg.path("results")
 
 
 def _eval(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[str], None]) -> None:
@@ -168,12 +173,12 @@ def _eval(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[st
     from eval.job import EvalJob, run_eval
     from eval.tracking_job import TrackingEvalJob, run_tracking_eval
 
-    agora = EvalConfig(benchmark="agora", predictions=infer_cfg.output, data=cfg.path("scenes", "images", "agora"),
-                       body_models=cfg.body_models, split="synth-demo")
+    agora = EvalConfig(benchmark="agora", predictions=infer_cfg["images"].output,
+                       data=cfg.path("scenes", "images", "agora"), body_models=cfg.body_models, split="synth-demo")
     payload, _ = run_eval(EvalJob(agora, output_json=Path(cfg.path("eval", "agora.json")), mlflow_uri=cfg.mlflow_uri))
     report.metrics.update({k: float(payload[k]) for k in ("f1", "precision", "recall", "mpjpe") if k in payload})
     report.runs["agora"] = payload.get("mlflow_run_id", "")
-    tracking = TrackingEvalJob(results=infer_cfg.output, gt=cfg.path("scenes", "video", "mot"),
+    tracking = TrackingEvalJob(results=infer_cfg["video"].output, gt=cfg.path("scenes", "video", "mot"),
                                output=Path(cfg.path("eval", "tracking.json")), split="synth-demo",
                                mlflow_uri=cfg.mlflow_uri)
     tracked, _ = run_tracking_eval(tracking)
@@ -196,11 +201,13 @@ def _leaderboard(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Calla
 def _render(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[str], None]) -> None:
     from jobs.render import RenderConfig, render_dataset
 
-    job = RenderConfig(results=infer_cfg.output, output=cfg.path("renders"), body_models=cfg.body_models,
-                       device=cfg.device, mlflow_run=report.runs.get("agora"), mlflow_uri=cfg.mlflow_uri)
-    summary = render_dataset(job)
-    say(f"render  {job.output}: {summary.line()}")
-    report.paths["pictures"] = job.output
+    for name, infer in infer_cfg.items():
+        job = RenderConfig(results=infer.output, output=cfg.path("renders", name), body_models=cfg.body_models,
+                           device=cfg.device, mlflow_run=report.runs.get("agora") if name == "images" else None,
+                           mlflow_uri=cfg.mlflow_uri)
+        summary = render_dataset(job)
+        say(f"render  {job.output}: {summary.line()}")
+    report.paths["pictures"] = cfg.path("renders")
 
 
 STEPS: dict[str, Callable[[DemoConfig, Any, DemoReport, Callable[[str], None]], None]] = {

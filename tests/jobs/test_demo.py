@@ -43,10 +43,9 @@ def test_demo_runs_the_loop_and_prints_numbers(demo):
     assert 0.0 <= f1 <= 1.0 and 0.0 <= idf1 <= 1.0
     agora = json.loads((workdir / "eval" / "agora.json").read_text())
     assert agora["f1"] == pytest.approx(f1, abs=1e-3)
-    rows = pd.read_parquet(workdir / "results")
-    assert len(rows) > 0 and rows["error"].isna().all()
-    video = rows["source"].str.endswith(".mp4")
-    assert video.any() and rows.loc[video, "track_id"].notna().any()
+    images, video = pd.read_parquet(workdir / "results" / "images"), pd.read_parquet(workdir / "results" / "video")
+    assert len(images) > 0 and images["error"].isna().all()
+    assert video["source"].str.endswith(".mp4").all() and video["track_id"].notna().any()
     assert (workdir / "leaderboard" / "index.html").is_file()
     assert any((workdir / "renders").rglob("*.jpg")) and any((workdir / "renders").rglob("*.mp4"))
 
