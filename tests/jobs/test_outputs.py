@@ -15,6 +15,7 @@ from fsspec.implementations.local import LocalFileSystem
 from typer.testing import CliRunner
 
 from eval.leaderboard_job import LeaderboardJob, run_leaderboard
+from eval.mlflow_log import log_run
 from jobs.cli import app
 from jobs.synthetic import draw_scene, write_video
 from pipelines.jobstate import JOB_FILE, JobMismatchError
@@ -56,7 +57,7 @@ def test_overwrite_removes_only_meshfleets_files(tmp_path, photos, infer):
     foreign = snapshot(out)
     foreign = {k: v for k, v in foreign.items() if k in ("notes.txt", "theirs.parquet", "sub/keep.csv")}
     refused = infer([photos / "a.jpg"], out, "--center-thresh", "0.3")
-    assert refused.exit_code == 1 and "different job" in refused.output and "--overwrite" in refused.output
+    assert refused.exit_code == 2 and "different job" in refused.output and "--overwrite" in refused.output
     result = infer([photos / "a.jpg"], out, "--center-thresh", "0.3", "--overwrite")
     assert result.exit_code == 0, result.output
     assert {k: v for k, v in snapshot(out).items() if k in foreign} == foreign  # untouched, byte for byte
@@ -73,7 +74,7 @@ def test_a_folder_of_other_files_is_never_claimed(tmp_path, photos, infer):
     before = snapshot(out)
     for extra in ((), ("--overwrite",)):
         result = infer([photos / "a.jpg"], out, *extra)
-        assert result.exit_code == 1 and "did not write" in result.output and "thesis.pdf" in result.output
+        assert result.exit_code == 2 and "did not write" in result.output and "thesis.pdf" in result.output
     assert snapshot(out) == before
 
 
@@ -167,7 +168,11 @@ def test_leaderboard_and_mot_exports_own_their_folders(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "index.html").write_text("<p>my page</p>")
-    job = LeaderboardJob(output=site, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"  # a store with one run: reading a store never creates one
+    log_run("meshfleet-eval", "agora-official", {"benchmark": "agora", "track": "smpl", "protocol": "official",
+                                                 "evaluator_version": "1.0", "predictions": "p.zip"},
+            {"nmve": 150.0, "f1": 0.7}, {"metrics.json": {}}, uri)
+    job = LeaderboardJob(output=site, tracking_uri=uri)
     with pytest.raises(JobMismatchError, match="did not write"):
         run_leaderboard(job)
     assert (site / "index.html").read_text() == "<p>my page</p>"
