@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from core.settings import OFFICIAL_THRESHOLDS, PredictorSettings
+from core.settings import OFFICIAL_THRESHOLDS
 from jobs.cli_base import (
     BEV_VARIANT_HELP,
     CONTEXT,
@@ -41,6 +41,7 @@ from jobs.cli_common import (
     run_job,
     setup_logging,
 )
+from jobs.cli_demo import demo
 from jobs.cli_eval import eval_app
 from jobs.cli_export import export_app
 from jobs.cli_pseudo import pseudo_label
@@ -67,6 +68,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(body_model_app, name="body-model")
 app.command()(submit)
 app.command()(synth)
+app.command()(demo)
 app.command("pseudo-label")(pseudo_label)
 app.command()(render)
 app.command()(train)
@@ -194,41 +196,6 @@ def infer(
     except (ConfigError, ValueError) as err:
         fail(err, 2)
     raise typer.Exit(run_infer_and_report(cfg))
-
-
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo's generated assets and results go.")] = Path(
-        "meshfleet-demo"),
-    model: Annotated[str, typer.Option(help="romp or bev (BEV is slower on CPU).")] = "romp",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
-) -> None:
-    """Run the whole infer path on a small built-in corpus, offline, with synthetic weights."""
-    from jobs.demo import prepare_demo_assets
-
-    setup_logging(verbose)
-    if model not in ("romp", "bev"):
-        fail(f"model must be romp or bev, not {model!r}", 2)
-    typer.echo(
-        "NOTE: no official weights or SMPL files are used here. The demo generates a synthetic SMPL set and a\n"
-        "random-initialised checkpoint in the official formats: the results exercise every stage but are NOT\n"
-        "meaningful. Use `meshfleet infer --checkpoint ROMP.pkl --body-models DIR` for real results."
-    )
-    assets = prepare_demo_assets(workdir, model)
-    try:
-        cfg = InferConfig(
-            inputs=assets.inputs, model=model, checkpoint=str(assets.checkpoint), body_models=str(assets.body_models),
-            output=str(workdir / f"results-{model}"), settings=PredictorSettings(device=device), overwrite=True,
-        ).validate()
-    except ValueError as err:
-        fail(err, 2)
-    run_infer_and_report(cfg)
-    from pipelines.results import read_results
-
-    table = read_results(cfg.output, ["source", "frame", "person", "center_conf", "image_height", "image_width"],
-                         pandas=True)
-    typer.echo(table.head(8).to_string())
 
 
 @app.command("track", cls=aliased(det_thresh="--track-det-thresh", low_thresh="--track-low-thresh"))

@@ -22,9 +22,12 @@ from pipelines.jobstate import OutputOverlapError, check_overlap
 from pipelines.storage import is_local, normalise
 from pipelines.tracking import TrackingSettings
 
-# Assets shipped with meshfleet, by the name a user gives instead of a path (``--checkpoint demo``,
-# ``--body-models open`` are planned): name -> local path. Empty until they are shipped.
-SHIPPED: dict[str, dict[str, str]] = {"checkpoint": {}, "body_models": {}}
+# The checkpoint meshfleet trained on its own synthetic scenes and ships (recipe and metrics beside it).
+DEMO_CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "core" / "assets" / "demo_checkpoint"
+# Assets shipped with meshfleet, by the name a user gives instead of a path: name -> local path.
+# (``--body-models open`` is resolved by pipelines.body_model_sets, which loads it from core.)
+SHIPPED: dict[str, dict[str, str]] = {"checkpoint": {"demo": str(DEMO_CHECKPOINT_DIR / "model.pth")},
+                                      "body_models": {}}
 
 
 class ConfigError(ValueError):
@@ -135,8 +138,8 @@ class InferConfig:
 
     def __post_init__(self) -> None:
         for key in ("checkpoint", "body_models", "output"):
-            value = str(getattr(self, key))
-            named = value in SHIPPED.get(key, {}) or (key == "body_models" and is_open(value))
+            value = shipped_asset(key, str(getattr(self, key))) if key in SHIPPED else str(getattr(self, key))
+            named = key == "body_models" and is_open(value)
             object.__setattr__(self, key, value if named else normalise(value))
 
     def validate(self) -> InferConfig:

@@ -23,9 +23,10 @@ from functools import partial
 from core.checkpoints import file_sha256
 from core.pseudo_filters import FilterThresholds
 from core.settings import PredictorSettings
-from jobs.config import ConfigError, InferConfig
+from jobs.config import ConfigError, InferConfig, shipped_asset
 from jobs.infer import RunSummary, ensure_ray, meshfleet_version, run_infer
 from pipelines.annotations import ANNOTATION_VERSION
+from pipelines.body_model_sets import is_open
 from pipelines.inference import Resources
 from pipelines.jobstate import claim_output
 from pipelines.pseudo_label import GENERATOR, LabelContext, LabelSummary, label_results
@@ -69,10 +70,12 @@ class PseudoLabelConfig:
     use_mlflow: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("checkpoint", "body_models", "output"):
-            object.__setattr__(self, key, normalise(str(getattr(self, key))))
+        object.__setattr__(self, "checkpoint", normalise(shipped_asset("checkpoint", str(self.checkpoint))))
+        object.__setattr__(self, "output", normalise(str(self.output)))
+        if not is_open(str(self.body_models)):
+            object.__setattr__(self, "body_models", normalise(str(self.body_models)))
         if self.agree_checkpoint:
-            object.__setattr__(self, "agree_checkpoint", normalise(self.agree_checkpoint))
+            object.__setattr__(self, "agree_checkpoint", normalise(shipped_asset("checkpoint", self.agree_checkpoint)))
 
     def passes(self) -> tuple[str, ...]:
         """The inference passes this job runs (sub-folders of ``output``)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from core.nets.config import NetworkConfig
 from core.train.augment import AugmentConfig
-from jobs.config import ConfigError, check_output
+from jobs.config import ConfigError, check_output, shipped_asset
 from pipelines.body_model_sets import OPEN as OPEN_SET
 from pipelines.body_model_sets import is_open
 from pipelines.storage import is_local, join, normalise, url_to_fs, with_retries, write_bytes_atomic
@@ -101,9 +101,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", normalise(str(self.output)))
         object.__setattr__(self, "data", tuple(DataSource(normalise(d.uri), d.weight) for d in self.data))
-        for key in ("val", "init"):
-            if getattr(self, key):
-                object.__setattr__(self, key, normalise(str(getattr(self, key))))
+        if self.val:
+            object.__setattr__(self, "val", normalise(str(self.val)))
+        if self.init:  # `--init demo` starts from the shipped checkpoint
+            object.__setattr__(self, "init", normalise(shipped_asset("checkpoint", str(self.init))))
         if self.body_models != OPEN_SET and not is_open(self.body_models):
             object.__setattr__(self, "body_models", normalise(str(self.body_models)))
 

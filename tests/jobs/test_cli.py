@@ -99,12 +99,3 @@ def test_missing_inputs_and_body_models(tmp_path, checkpoints, body_model_dir):
     result = runner.invoke(app, ["infer", "x.jpg", "--checkpoint", str(tmp_path / "absent.pkl"),
                                  "--body-models", str(body_model_dir)])
     assert result.exit_code == 2 and "checkpoint" in result.output
-
-
-def test_demo(tmp_path):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    assert "NOT" in result.output and "meaningful" in result.output
-    frame = pd.read_parquet(tmp_path / "demo" / "results-romp")
-    assert len(frame) > 0 and frame["error"].isna().all()
-    assert {"walk.mp4", "street.jpg"} <= set(frame["source"].map(lambda s: s.rsplit("/", 1)[1]))
