@@ -8,11 +8,11 @@ from core.predictor import ImagePreparer, Predictor
 from core.settings import PredictorSettings
 from jobs.synthetic import draw_scene, write_video
 from pipelines.inference import CommitResults, unit_of
-from pipelines.readers import probe_video
 from pipelines.schema import column_array, results_schema
 from pipelines.skeleton import unit_batch
 from pipelines.stages import predict_frames, read_frames
 from pipelines.units import WorkUnit
+from pipelines.video import probe_video
 
 
 @pytest.fixture(scope="module")
