@@ -12,34 +12,14 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from core.body_models import JOINT_NAMES, ROOT_ALIGN_JOINTS, BodyModelSet
+from core.body_models import ROOT_ALIGN_JOINTS, BodyModelSet
 from core.cameras import CANVAS, FOCAL_512
 from core.preprocess import SquarePad
+from core.train.labels import JOINT_FLIP
 
 BODY_JOINTS = 24  # the SMPL kinematic joints come first in the 71
-H36M17_FIRST = 54
-# The H36M-17 block (joints 54-70) is in the LSP-like order of H36M_TO_J17: three joints of one leg,
-# three of the other, three of one arm, three of the other, then five central joints (reference
-# romp-bev-trace.md, "71 joints"); mirror pairs are 0-5, 1-4, 2-3, 6-11, 7-10, 8-9.
-H36M17_MIRROR = (5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 12, 13, 14, 15, 16)
-
-
-def _mirror_name(name: str) -> str:
-    for a, b in (("L_", "R_"), ("R_", "L_")):
-        if name.startswith(a):
-            return b + name[len(a):]
-    return name
-
-
-def joint_mirror_permutation() -> np.ndarray:
-    """(71,) index of each joint's left/right mirror image, from the joint names."""
-    names = list(JOINT_NAMES[:H36M17_FIRST])
-    perm = [names.index(_mirror_name(n)) for n in names]
-    perm += [H36M17_FIRST + i for i in H36M17_MIRROR]
-    return np.asarray(perm, dtype=np.int64)
-
-
-JOINT_MIRROR = joint_mirror_permutation()
+# (71,) index of each joint's left/right mirror image: the trainer's flip table, one definition
+JOINT_MIRROR = JOINT_FLIP
 
 
 def canonical_intrinsics(height: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
