@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +24,10 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)  # also when already configured
     if not verbose:  # Ray Data logs every execution plan at INFO
         logging.getLogger("ray").setLevel(logging.WARNING)
+        # MLflow configures its own logger at import (INFO: "Creating initial MLflow database tables")
+        # and draws a progress bar per artifact download; both read these variables at import time
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def fail(err: Exception | str, code: int = 1) -> NoReturn:

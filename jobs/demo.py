@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,3 @@ def _render(cfg: DemoConfig, infer_cfg: Any, report: DemoReport, say: Callable[[
 
 STEPS: dict[str, Callable[[DemoConfig, Any, DemoReport, Callable[[str], None]], None]] = {
     "synth": _synth, "infer": _infer, "eval": _eval, "render": _render, "leaderboard": _leaderboard}
-
-
-def with_steps(cfg: DemoConfig, steps: tuple[str, ...]) -> DemoConfig:
-    return replace(cfg, steps=steps)
